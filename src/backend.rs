@@ -1,0 +1,105 @@
+//! A configured origin server and the lock-free state every worker reads and updates.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use crate::config::BackendConfig;
+
+/// Operator-set admission state of a backend (spec §6 drain/enable/disable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AdminState {
+    /// Takes new requests when alive.
+    Enabled = 0,
+    /// Finishes in-flight work, takes no new requests.
+    Draining = 1,
+    /// Takes no new requests.
+    Disabled = 2,
+}
+
+impl AdminState {
+    /// Lower-case name used in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Enabled => "enabled",
+            AdminState::Draining => "draining",
+            AdminState::Disabled => "disabled",
+        }
+    }
+}
+
+/// One origin server.
+///
+/// Invariants: `alive` has one writer (the health thread, or startup); counters change
+/// only through `fetch_add`/`fetch_sub`. All atomics use `Relaxed`: each is an
+/// independent statistic or hint, and no other memory is published through them.
+#[derive(Debug)]
+pub struct Backend {
+    /// Name in logs, metrics and the admin API.
+    pub name: String,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Relative share for weighted algorithms (≥ 1).
+    pub weight: u32,
+    alive: AtomicBool,
+    admin: AtomicU8,
+    /// Requests currently assigned to it, across workers.
+    pub in_flight: AtomicUsize,
+    /// Requests ever assigned to it.
+    pub requests_total: AtomicU64,
+    /// Upstream connections opened to it.
+    pub connections_total: AtomicU64,
+    /// Attempts on it that failed (connect or before a response).
+    pub failures_total: AtomicU64,
+}
+
+impl Backend {
+    /// A backend from its config, alive and enabled.
+    pub fn new(config: &BackendConfig) -> Backend {
+        Backend {
+            name: config.name.clone(),
+            address: config.address,
+            weight: config.weight,
+            alive: AtomicBool::new(true),
+            admin: AtomicU8::new(AdminState::Enabled as u8),
+            in_flight: AtomicUsize::new(0),
+            requests_total: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            failures_total: AtomicU64::new(0),
+        }
+    }
+
+    /// The health verdict.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Sets the health verdict; called by the health thread only. Returns the old value.
+    pub fn set_alive(&self, alive: bool) -> bool {
+        self.alive.swap(alive, Ordering::Relaxed)
+    }
+
+    /// The operator's admission state.
+    pub fn admin_state(&self) -> AdminState {
+        match self.admin.load(Ordering::Relaxed) {
+            0 => AdminState::Enabled,
+            1 => AdminState::Draining,
+            _ => AdminState::Disabled,
+        }
+    }
+
+    /// Sets the operator's admission state.
+    pub fn set_admin_state(&self, state: AdminState) {
+        self.admin.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// Alive and enabled: may be picked for a new request.
+    pub fn is_eligible(&self) -> bool {
+        self.is_alive() && self.admin_state() == AdminState::Enabled
+    }
+
+    /// Requests in flight right now.
+    pub fn load(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}

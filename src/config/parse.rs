@@ -1,0 +1,105 @@
+//! Deserializers for the value types the TOML file spells as strings: durations with a
+//! unit (`"250ms"`, `"2s"`, `"1m"`) and socket addresses (`"host:port"`).
+//!
+//! They run inside serde, so a bad value is reported by `toml` with its key and line.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::de::{Deserialize, Deserializer, Error};
+
+/// Parses `"250ms"`, `"2s"`, `"1m"`, `"1h"` (a whole number and a unit, no spaces).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {text:?} needs a unit (ms, s, m or h)"))?;
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() {
+        return Err(format!("duration {text:?} must start with a number"));
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("duration {text:?} is too large"))?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => {
+            return Err(format!(
+                "duration {text:?} has unknown unit {unit:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
+/// Resolves `"host:port"` to its first socket address.
+pub fn address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(format!("address {text:?} must be host:port"));
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("address {text:?} does not resolve: {e}"))?
+        .next()
+        .ok_or_else(|| format!("address {text:?} resolves to nothing"))
+}
+
+/// serde adapter for a required duration.
+pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    duration(&text).map_err(D::Error::custom)
+}
+
+/// serde adapter for an optional duration.
+pub fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    duration(&text).map(Some).map_err(D::Error::custom)
+}
+
+/// serde adapter for a socket address.
+pub fn de_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    address(&text).map_err(D::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let table: &[(&str, Option<u64>)] = &[
+            ("250ms", Some(250)),
+            ("2s", Some(2_000)),
+            ("1m", Some(60_000)),
+            ("1h", Some(3_600_000)),
+            ("0s", Some(0)),
+            ("2", None),
+            ("s", None),
+            ("-1s", None),
+            ("+1s", None),
+            ("1.5s", None),
+            ("1 s", None),
+            ("1d", None),
+            ("99999999999999999999s", None),
+        ];
+        for (text, want) in table {
+            let got = duration(text).ok().map(|d| d.as_millis() as u64);
+            assert_eq!(got, *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(address("127.0.0.1:80").unwrap().port(), 80);
+        assert_eq!(address("localhost:81").unwrap().port(), 81);
+        assert!(address("127.0.0.1").is_err());
+        assert!(address("127.0.0.1:99999").is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! Every message that crosses threads, in one place, and the state they share.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::backend::Backend;
+use crate::balance::Balancer;
+use crate::config::Config;
+
+/// One immutable view of the configuration and its backends. Workers hold an `Arc` of
+/// it; a reload publishes a new one.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The validated configuration.
+    pub config: Config,
+    /// The backends, in configuration order; indexes are stable within a snapshot.
+    pub backends: Vec<Arc<Backend>>,
+    /// The balancer over `backends`.
+    pub balancer: Balancer,
+}
+
+impl Snapshot {
+    /// Builds backends and the balancer for `config`.
+    pub fn new(config: Config) -> Snapshot {
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .map(|b| Arc::new(Backend::new(b)))
+            .collect();
+        let balancer = Balancer::new(config.balancer.algorithm, &backends);
+        Snapshot {
+            config,
+            backends,
+            balancer,
+        }
+    }
+}
+
+/// Process-wide state outside any snapshot. Counters are `Relaxed`: statistics only.
+#[derive(Debug)]
+pub struct Shared {
+    /// When the process started serving.
+    pub started: Instant,
+    /// Open client connections, all workers (bounded by `server.max_connections`).
+    pub open_connections: AtomicUsize,
+    /// Client connections ever accepted.
+    pub connections_total: AtomicU64,
+    /// Bytes read from clients.
+    pub client_in_bytes: AtomicU64,
+    /// Bytes written to clients.
+    pub client_out_bytes: AtomicU64,
+    /// Attempts retried after a failure.
+    pub retries_total: AtomicU64,
+    /// Set once shutdown begins.
+    pub shutting_down: AtomicBool,
+}
+
+impl Shared {
+    /// Fresh counters.
+    pub fn new() -> Shared {
+        Shared {
+            started: Instant::now(),
+            open_connections: AtomicUsize::new(0),
+            connections_total: AtomicU64::new(0),
+            client_in_bytes: AtomicU64::new(0),
+            client_out_bytes: AtomicU64::new(0),
+            retries_total: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new()
+    }
+}
+
+/// Sent to a worker over its channel, followed by a wake of its `mio::Waker`.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    /// Stop accepting, finish in-flight exchanges by the deadline, then exit.
+    Shutdown {
+        /// Hard deadline for in-flight work.
+        deadline: Instant,
+    },
+    /// A backend's health changed; a dead one's pooled connections are dropped.
+    BackendChanged {
+        /// Index in the current snapshot.
+        index: usize,
+        /// The new verdict.
+        alive: bool,
+    },
+}
+
+/// Sent by workers to the health thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthMsg {
+    /// Connects to this backend (index in the current snapshot) kept failing: mark it
+    /// down now; probes bring it back.
+    ReportDown {
+        /// Backend index.
+        index: usize,
+    },
+}

@@ -1,0 +1,195 @@
+//! HTTP/1.x: head parsing and re-serialisation (requests and responses), body framing
+//! (Content-Length, chunked, close-delimited), and the responses lbd makes itself.
+//!
+//! Everything here is pure: bytes in, bytes (or a verdict) out, no sockets, no clocks.
+
+pub mod body;
+pub mod canned;
+pub mod chunked;
+pub mod request;
+pub mod response;
+
+pub use body::{BodyError, Decoder, Encoder, Transfer};
+pub use canned::Canned;
+pub use request::{Method, RequestError, RequestHead};
+pub use response::{ResponseError, ResponseHead};
+
+/// The most header fields any head may carry (`limits.headers` is capped to this).
+pub const MAX_HEADERS: usize = 1000;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "transfer-encoding",
+    "content-length",
+];
+
+/// Case-insensitive ASCII comparison of a header name.
+pub fn name_is(name: &str, lower: &str) -> bool {
+    name.len() == lower.len() && name.as_bytes().eq_ignore_ascii_case(lower.as_bytes())
+}
+
+/// True for headers lbd drops or regenerates itself: hop-by-hop ones and the framing
+/// headers (`Content-Length`, `Transfer-Encoding`), which lbd writes from its own framing.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| name_is(name, h))
+}
+
+/// The comma-separated elements of a list header, trimmed of whitespace, empty ones
+/// skipped (RFC 9110 §5.6.1).
+pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|item| !item.is_empty())
+}
+
+/// `value` without leading and trailing spaces and tabs.
+pub fn trim(value: &[u8]) -> &[u8] {
+    let start = value
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+/// True when the `Connection` header values of a head name `token`.
+pub fn connection_has(headers: &[httparse::Header<'_>], token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| name_is(h.name, "connection"))
+        .flat_map(|h| list_items(h.value))
+        .any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// True when a header is listed in a `Connection` header, making it hop-by-hop.
+pub fn listed_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| name_is(h.name, "connection"))
+        .flat_map(|h| list_items(h.value))
+        .any(|item| item.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Parses a `Content-Length` value strictly: ASCII digits only (no sign, space, comma or
+/// hex), at most 18 digits so it fits in `u64` without overflow checks downstream.
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        value
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+    )
+}
+
+/// How a message body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body at all.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the connection closes (responses only).
+    Close,
+}
+
+/// Writes a header line `name: value\r\n`.
+fn write_header(out: &mut crate::buffer::Buffer, name: &[u8], value: &[u8]) {
+    out.extend(name);
+    out.extend(b": ");
+    out.extend(value);
+    out.extend(b"\r\n");
+}
+
+/// Writes a decimal number without allocating.
+fn write_u64(out: &mut crate::buffer::Buffer, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(&digits[i..]);
+}
+
+/// Finds the end of a head in `buf`, scanning from `from` (so a head trickled in byte by
+/// byte is scanned once, not once per read). Returns the length of the head including
+/// its terminating empty line. Lines may end in CRLF or a bare LF (RFC 9112 §2.2).
+pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from.saturating_sub(3);
+    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + pos;
+        // A head must not start with its terminator unless it was all empty lines; the
+        // httparse pass skips leading empty lines, so only "\n\n" and "\n\r\n" matter.
+        if nl + 1 < buf.len() && buf[nl + 1] == b'\n' {
+            return Some(nl + 2);
+        }
+        if nl + 2 < buf.len() && buf[nl + 1] == b'\r' && buf[nl + 2] == b'\n' {
+            return Some(nl + 3);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_strict() {
+        let table: &[(&[u8], Option<u64>)] = &[
+            (b"0", Some(0)),
+            (b"42", Some(42)),
+            (b"007", Some(7)),
+            (b"+5", None),
+            (b"-5", None),
+            (b" 5", None),
+            (b"5,5", None),
+            (b"0x10", None),
+            (b"", None),
+            (b"1234567890123456789", None),
+            (b"123456789012345678", Some(123456789012345678)),
+        ];
+        for (value, want) in table {
+            assert_eq!(parse_content_length(value), *want, "{:?}", value);
+        }
+    }
+
+    #[test]
+    fn head_end_at_every_split() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
+        for split in 0..head.len() {
+            // Scanning resumes where the previous scan stopped.
+            let first = find_head_end(&head[..split], 0);
+            let again = find_head_end(head, split);
+            assert!(first.is_none() || first == Some(27), "split {split}");
+            assert_eq!(again.or(first), Some(27), "split {split}");
+        }
+        assert_eq!(find_head_end(b"GET / HTTP/1.0\n\n", 0), Some(16));
+        assert_eq!(find_head_end(b"GET / HTTP/1.0\r\nA: b\r\n", 0), None);
+    }
+
+    #[test]
+    fn list_items_trim() {
+        let items: Vec<&[u8]> = list_items(b" close ,, keep-alive\t").collect();
+        assert_eq!(items, vec![&b"close"[..], &b"keep-alive"[..]]);
+    }
+}

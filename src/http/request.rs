@@ -1,0 +1,551 @@
+//! Request heads: parse a client's head with httparse, validate it strictly (spec §7),
+//! and write lbd's own re-serialised head for the upstream.
+
+use std::fmt::Write as _;
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr};
+
+use super::{
+    connection_has, is_hop_by_hop, list_items, listed_in_connection, name_is, parse_content_length,
+    trim, write_header, write_u64, Framing, MAX_HEADERS,
+};
+use crate::buffer::Buffer;
+
+/// Request methods lbd distinguishes; everything else is `Other` and forwarded as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD: the response never has a body.
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// OPTIONS
+    Options,
+    /// TRACE
+    Trace,
+    /// CONNECT: not supported by a reverse proxy.
+    Connect,
+    /// Any other token (PATCH, PROPFIND, ...), treated as non-idempotent.
+    Other,
+}
+
+impl Method {
+    fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            "CONNECT" => Method::Connect,
+            _ => Method::Other,
+        }
+    }
+
+    /// Idempotent per RFC 9110 §9.2.2: sending it twice has the effect of sending it once,
+    /// so a failed attempt may be replayed.
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
+        )
+    }
+}
+
+/// Why a request head was refused; each maps to one status in [`super::Canned`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// 400: malformed syntax, bad Host, ambiguous framing.
+    Malformed(&'static str),
+    /// 413: declared body larger than `limits.body_bytes`.
+    BodyTooLarge,
+    /// 414: the request line alone exceeds `limits.head_bytes`.
+    UriTooLong,
+    /// 431: the head exceeds `limits.head_bytes` or `limits.headers`.
+    HeadersTooLarge,
+    /// 501: a `Transfer-Encoding` other than exactly `chunked`, or CONNECT.
+    NotImplemented(&'static str),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Malformed(why) => write!(f, "bad request: {why}"),
+            RequestError::BodyTooLarge => f.write_str("request body too large"),
+            RequestError::UriTooLong => f.write_str("request line too long"),
+            RequestError::HeadersTooLarge => f.write_str("request head too large"),
+            RequestError::NotImplemented(why) => write!(f, "not implemented: {why}"),
+        }
+    }
+}
+
+/// What the session needs to know about a parsed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHead {
+    /// Bytes of the head in the input, terminating empty line included.
+    pub head_len: usize,
+    /// The method class.
+    pub method: Method,
+    /// HTTP minor version: 0 or 1.
+    pub minor: u8,
+    /// How the request body is framed (`Empty`, `Length` or `Chunked`).
+    pub framing: Framing,
+    /// The client allows another request on this connection after this one.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (and forwarded).
+    pub expect_continue: bool,
+    /// FNV-1a hash of the configured hash header's value, when present.
+    pub hash: Option<u64>,
+}
+
+/// Per-request inputs of the rewrite that come from the connection and the config.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// The client's address, appended to `X-Forwarded-For`.
+    pub client: IpAddr,
+    /// The address the client connected to; the `Host` of a host-less HTTP/1.0 request.
+    pub local: SocketAddr,
+    /// `limits.headers`.
+    pub max_headers: usize,
+    /// `limits.body_bytes`.
+    pub max_body: Option<u64>,
+    /// Lower-case header name whose value `consistent_hash` hashes.
+    pub hash_header: Option<&'a str>,
+}
+
+/// Parses the head `input[..head_len]` (found by [`super::find_head_end`]) and appends
+/// lbd's re-serialised upstream head to `out`. On error `out` may hold a partial head
+/// and must be cleared by the caller.
+pub fn parse(
+    input: &[u8],
+    ctx: &RequestContext<'_>,
+    out: &mut Buffer,
+) -> Result<RequestHead, RequestError> {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let max = ctx.max_headers.min(MAX_HEADERS);
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(input, &mut storage[..max]) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err(RequestError::Malformed("incomplete head")),
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadersTooLarge),
+        Err(httparse::Error::Version) => {
+            return Err(RequestError::Malformed("unsupported HTTP version"))
+        }
+        Err(_) => return Err(RequestError::Malformed("invalid request head")),
+    };
+    let (Some(method_token), Some(target), Some(minor)) = (req.method, req.path, req.version)
+    else {
+        return Err(RequestError::Malformed("incomplete request line"));
+    };
+    let headers: &[httparse::Header<'_>] = req.headers;
+    let method = Method::from_token(method_token);
+    let target = Target::classify(method, target)?;
+
+    let mut facts = HeaderFacts::default();
+    for h in headers {
+        facts.observe(h, ctx.hash_header)?;
+    }
+    let framing = facts.framing(minor)?;
+    if let (Framing::Length(n), Some(max)) = (framing, ctx.max_body) {
+        if n > max {
+            return Err(RequestError::BodyTooLarge);
+        }
+    }
+    match (minor, facts.hosts) {
+        (1, 1) | (0, 0 | 1) => {}
+        (1, 0) => return Err(RequestError::Malformed("missing Host")),
+        _ => return Err(RequestError::Malformed("more than one Host")),
+    }
+    let close = connection_has(headers, "close");
+    let keep_alive = !close && (minor == 1 || connection_has(headers, "keep-alive"));
+    let expect_continue = minor == 1 && facts.expect_continue;
+
+    // The upstream head: lbd's own request line, kept end-to-end headers, then the
+    // headers lbd generates.
+    out.extend(method_token.as_bytes());
+    out.extend(b" ");
+    out.extend(target.path.as_bytes());
+    out.extend(b" HTTP/1.1\r\n");
+    for h in headers {
+        let drop = is_hop_by_hop(h.name)
+            || name_is(h.name, "x-forwarded-for")
+            || name_is(h.name, "x-forwarded-proto")
+            || (name_is(h.name, "host") && target.authority.is_some())
+            || (name_is(h.name, "expect") && minor == 0)
+            || (!name_is(h.name, "host") && listed_in_connection(headers, h.name));
+        if !drop {
+            write_header(out, h.name.as_bytes(), h.value);
+        }
+    }
+    if let Some(authority) = target.authority {
+        write_header(out, b"Host", authority.as_bytes());
+    } else if facts.hosts == 0 {
+        let _ = write!(out, "Host: {}\r\n", ctx.local);
+    }
+    out.extend(b"X-Forwarded-For: ");
+    for h in headers
+        .iter()
+        .filter(|h| name_is(h.name, "x-forwarded-for"))
+    {
+        for item in list_items(h.value) {
+            out.extend(item);
+            out.extend(b", ");
+        }
+    }
+    let _ = write!(out, "{}\r\nX-Forwarded-Proto: http\r\n", ctx.client);
+    match framing {
+        Framing::Length(n) => {
+            out.extend(b"Content-Length: ");
+            write_u64(out, n);
+            out.extend(b"\r\n");
+        }
+        Framing::Chunked => out.extend(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Empty | Framing::Close => {
+            // A body-less POST/PUT still states its length, as clients do.
+            if matches!(method, Method::Post | Method::Put) {
+                out.extend(b"Content-Length: 0\r\n");
+            }
+        }
+    }
+    out.extend(b"\r\n");
+    Ok(RequestHead {
+        head_len,
+        method,
+        minor,
+        framing,
+        keep_alive,
+        expect_continue,
+        hash: facts.hash,
+    })
+}
+
+/// The request target after validation: the path to forward, and the authority of an
+/// absolute-form target (which replaces `Host`, RFC 9112 §3.2.2).
+struct Target<'a> {
+    path: &'a str,
+    authority: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    fn classify(method: Method, target: &'a str) -> Result<Target<'a>, RequestError> {
+        if method == Method::Connect {
+            return Err(RequestError::NotImplemented("CONNECT"));
+        }
+        if target == "*" {
+            return if method == Method::Options {
+                Ok(Target {
+                    path: "*",
+                    authority: None,
+                })
+            } else {
+                Err(RequestError::Malformed("'*' target is for OPTIONS only"))
+            };
+        }
+        if target.starts_with('/') {
+            return Ok(Target {
+                path: target,
+                authority: None,
+            });
+        }
+        let rest = strip_prefix_ignore_case(target, "http://")
+            .or_else(|| strip_prefix_ignore_case(target, "https://"))
+            .ok_or(RequestError::Malformed("unsupported request target"))?;
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        if !is_valid_host(authority.as_bytes()) {
+            return Err(RequestError::Malformed("invalid authority"));
+        }
+        let path = if path.is_empty() {
+            "/"
+        } else if path.starts_with('?') {
+            // "http://a?x" has an empty path; lbd cannot prepend "/" without copying, and
+            // such targets are vanishingly rare: refuse them rather than guess.
+            return Err(RequestError::Malformed(
+                "absolute-form target without a path",
+            ));
+        } else {
+            path
+        };
+        Ok(Target {
+            path,
+            authority: Some(authority),
+        })
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// `uri-host [ ":" port ]` (RFC 3986): reg-name or IP-literal characters only, no
+/// userinfo, no whitespace, a numeric port.
+pub(crate) fn is_valid_host(host: &[u8]) -> bool {
+    if host.is_empty() || host.len() > 255 {
+        return false;
+    }
+    let (name, port) = if host[0] == b'[' {
+        let Some(close) = host.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &host[1..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+        {
+            return false;
+        }
+        (&host[..=close], &host[close + 1..])
+    } else {
+        let colon = host.iter().position(|&b| b == b':').unwrap_or(host.len());
+        let name = &host[..colon];
+        let ok = !name.is_empty()
+            && name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+        if !ok {
+            return false;
+        }
+        (name, &host[colon..])
+    };
+    let _ = name;
+    match port {
+        [] => true,
+        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// What the header fields of one request say about framing, Host and expectations.
+#[derive(Default)]
+struct HeaderFacts {
+    hosts: usize,
+    content_length: Option<u64>,
+    transfer_encodings: usize,
+    chunked: bool,
+    expect_continue: bool,
+    hash: Option<u64>,
+}
+
+impl HeaderFacts {
+    fn observe(
+        &mut self,
+        h: &httparse::Header<'_>,
+        hash_header: Option<&str>,
+    ) -> Result<(), RequestError> {
+        let name = h.name;
+        if name_is(name, "host") {
+            self.hosts += 1;
+            if !is_valid_host(trim(h.value)) {
+                return Err(RequestError::Malformed("invalid Host"));
+            }
+        } else if name_is(name, "content-length") {
+            let n = parse_content_length(trim(h.value))
+                .ok_or(RequestError::Malformed("invalid Content-Length"))?;
+            if self.content_length.is_some_and(|m| m != n) {
+                return Err(RequestError::Malformed("conflicting Content-Length"));
+            }
+            self.content_length = Some(n);
+        } else if name_is(name, "transfer-encoding") {
+            self.transfer_encodings += 1;
+            self.chunked = trim(h.value).eq_ignore_ascii_case(b"chunked");
+        } else if name_is(name, "expect") {
+            self.expect_continue |= trim(h.value).eq_ignore_ascii_case(b"100-continue");
+        } else if name.contains('_') {
+            // Some servers fold '_' into '-': a "Content_Length" must not reach them as a
+            // second framing header behind lbd's back.
+            let looks_like = |framing: &str| {
+                name.len() == framing.len()
+                    && name
+                        .bytes()
+                        .zip(framing.bytes())
+                        .all(|(a, b)| a.eq_ignore_ascii_case(&b) || (a == b'_' && b == b'-'))
+            };
+            if looks_like("content-length") || looks_like("transfer-encoding") {
+                return Err(RequestError::Malformed("framing header spelled with '_'"));
+            }
+        }
+        if let Some(key) = hash_header {
+            if self.hash.is_none() && name_is(name, key) {
+                self.hash = Some(fnv1a(trim(h.value)));
+            }
+        }
+        Ok(())
+    }
+
+    fn framing(&self, minor: u8) -> Result<Framing, RequestError> {
+        match (self.transfer_encodings, self.content_length) {
+            (0, None | Some(0)) => Ok(Framing::Empty),
+            (0, Some(n)) => Ok(Framing::Length(n)),
+            (_, Some(_)) => Err(RequestError::Malformed(
+                "both Content-Length and Transfer-Encoding",
+            )),
+            (_, None) if minor == 0 => Err(RequestError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            )),
+            (1, None) if self.chunked => Ok(Framing::Chunked),
+            _ => Err(RequestError::NotImplemented(
+                "Transfer-Encoding other than chunked",
+            )),
+        }
+    }
+}
+
+/// 64-bit FNV-1a: a fast, allocation-free hash for balancing keys.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::BufPool;
+
+    fn ctx() -> RequestContext<'static> {
+        RequestContext {
+            client: "10.0.0.9".parse().unwrap(),
+            local: "127.0.0.1:8080".parse().unwrap(),
+            max_headers: 100,
+            max_body: Some(1000),
+            hash_header: Some("x-user"),
+        }
+    }
+
+    fn run(input: &str) -> Result<(RequestHead, String), RequestError> {
+        let mut pool = BufPool::new(256, 1);
+        let mut out = Buffer::default();
+        out.ensure(&mut pool);
+        let head = parse(input.as_bytes(), &ctx(), &mut out)?;
+        Ok((head, String::from_utf8(out.data().to_vec()).unwrap()))
+    }
+
+    #[test]
+    fn rewrites_a_simple_get() {
+        let (head, out) = run("GET /a?b HTTP/1.1\r\nHost: ex\r\nAccept: */*\r\n\r\n").unwrap();
+        assert_eq!(head.method, Method::Get);
+        assert_eq!(head.framing, Framing::Empty);
+        assert!(head.keep_alive);
+        assert_eq!(
+            out,
+            "GET /a?b HTTP/1.1\r\nHost: ex\r\nAccept: */*\r\nX-Forwarded-For: 10.0.0.9\r\n\
+             X-Forwarded-Proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn removes_hop_by_hop_and_merges_xff() {
+        let (head, out) = run(
+            "POST /p HTTP/1.1\r\nHost: ex\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n\
+             Keep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: x\r\n\
+             X-Forwarded-For: 1.1.1.1, 2.2.2.2\r\nX-Forwarded-For: 3.3.3.3\r\n\
+             X-Forwarded-Proto: https\r\nContent-Length: 3\r\n\r\n",
+        )
+        .unwrap();
+        assert!(!head.keep_alive);
+        assert_eq!(head.framing, Framing::Length(3));
+        assert_eq!(
+            out,
+            "POST /p HTTP/1.1\r\nHost: ex\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9\r\n\
+             X-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http10_rules() {
+        let (head, out) = run("GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert!(!head.keep_alive);
+        assert!(out.contains("Host: 127.0.0.1:8080\r\n"), "{out}");
+        let (head, _) = run("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        assert!(head.keep_alive);
+        let (head, out) =
+            run("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap();
+        assert!(!head.expect_continue);
+        assert!(!out.contains("Expect"), "{out}");
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form() {
+        let (_, out) = run("GET http://Origin:81/x HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
+        assert!(
+            out.starts_with("GET /x HTTP/1.1\r\nHost: Origin:81\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("other"));
+    }
+
+    #[test]
+    fn chunked_and_hash() {
+        let (head, out) =
+            run("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX-User: bob\r\n\r\n")
+                .unwrap();
+        assert_eq!(head.framing, Framing::Chunked);
+        assert_eq!(head.hash, Some(fnv1a(b"bob")));
+        assert!(out.ends_with("Transfer-Encoding: chunked\r\n\r\n"));
+    }
+
+    /// Every refused head and the verdict it must get.
+    #[test]
+    fn refusals() {
+        use RequestError::*;
+        let table: &[(&str, fn(RequestError) -> bool)] = &[
+            ("GET / HTTP/1.1\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET a HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, NotImplemented(_))),
+            ("G\x01T / HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: a\r\nBad Name: a\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", |e| matches!(e, NotImplemented(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", |e| matches!(e, NotImplemented(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", |e| matches!(e, NotImplemented(_))),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n", |e| e == BodyTooLarge),
+        ];
+        for (input, verdict) in table {
+            let got = run(input).map(|(h, _)| h);
+            match got {
+                Err(e) if verdict(e) => {}
+                other => panic!("{input:?}: got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let mut input = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..100 {
+            input.push_str(&format!("X-{i}: v\r\n"));
+        }
+        input.push_str("\r\n");
+        assert_eq!(run(&input).unwrap_err(), RequestError::HeadersTooLarge);
+    }
+}

@@ -1,0 +1,26 @@
+//! lbd: a synchronous, thread-per-core HTTP/1.1 load balancer on mio.
+//!
+//! Start one with [`Server::start`] from a [`Config`]; the `lbd` binary is a thin shell
+//! over this library. See `docs/architecture.md` for how the pieces fit.
+
+pub mod backend;
+pub mod balance;
+pub mod buffer;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod http;
+pub mod net;
+pub mod pool;
+pub mod retry;
+pub mod session;
+pub mod supervisor;
+pub mod upstream;
+pub mod worker;
+
+pub use config::Config;
+pub use supervisor::Server;
+
+/// `lbd X.Y.Z`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

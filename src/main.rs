@@ -1,0 +1,103 @@
+//! The `lbd` binary: parse arguments, set up logging, run the library, map errors to
+//! exit codes.
+
+use std::process::ExitCode;
+
+use lbd::cli::{self, Command};
+use lbd::{Config, Server};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("lbd: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("lbd {}", lbd::VERSION);
+            ExitCode::SUCCESS
+        }
+        Command::Check(path) => match Config::load(&path) {
+            Ok(_) => {
+                println!("config ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lbd: {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(path) => match Config::load(&path) {
+            Ok(config) => run(config),
+            Err(e) => {
+                eprintln!("lbd: {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo => demo(),
+    }
+}
+
+/// Runs until SIGINT/SIGTERM, then shuts down gracefully; a second signal exits at once.
+fn run(config: Config) -> ExitCode {
+    let (tx, rx) = crossbeam_channel::unbounded::<()>();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    }) {
+        eprintln!("lbd: cannot install signal handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    let server = match Server::start(config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("lbd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = rx.recv();
+    server.shutdown();
+    let done = std::thread::spawn(move || server.join());
+    let (finished_tx, finished_rx) = crossbeam_channel::bounded::<()>(1);
+    std::thread::spawn(move || {
+        let _ = done.join();
+        let _ = finished_tx.send(());
+    });
+    crossbeam_channel::select! {
+        recv(finished_rx) -> _ => {
+            log::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        recv(rx) -> _ => {
+            log::warn!("second signal: exiting without waiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `lbd --demo`: the seeds' demo in one command.
+fn demo() -> ExitCode {
+    let mut backends = Vec::new();
+    for port in [8081, 8082] {
+        match lbd::demo::spawn_backend(([127, 0, 0, 1], port).into()) {
+            Ok(addr) => backends.push(addr),
+            Err(e) => {
+                eprintln!("lbd: demo backend on port {port}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut config = Config::new(([127, 0, 0, 1], 8080).into(), &backends);
+    if let Err(e) = config.validate() {
+        eprintln!("lbd: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!("demo: try  for i in 1 2 3 4; do curl -s localhost:8080/; done");
+    run(config)
+}

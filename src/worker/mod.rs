@@ -1,0 +1,581 @@
+//! A Worker is one thread with one `mio::Poll`: its own `SO_REUSEPORT` listener, its
+//! sessions and upstream connections in slabs, its idle-upstream pool and its deadline
+//! heap. Its loop is a dispatcher: poll, handle events, drive ready sessions, expire
+//! deadlines. Nothing here sleeps or blocks.
+
+pub mod timer;
+pub mod token;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry};
+use slab::Slab;
+
+use crate::buffer::BufPool;
+use crate::control::{HealthMsg, Shared, Snapshot, WorkerMsg};
+use crate::net::{self, Io};
+use crate::pool::UpstreamPool;
+use crate::session::{Drive, Session};
+use crate::upstream::Upstream;
+use timer::{TimerKey, Timers};
+use token::Target;
+
+/// Most connections accepted per wake before serving others.
+const ACCEPT_BATCH: usize = 64;
+/// How long accepting pauses after `EMFILE` and friends, or at `max_connections`.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+/// Events taken per poll.
+const EVENTS: usize = 1024;
+/// Spare buffers a worker keeps for reuse.
+const SPARE_BUFFERS: usize = 256;
+/// Size of every session buffer at least; `limits.head_bytes` may raise it.
+const BUFFER_SIZE: usize = 16 * 1024;
+
+/// Counters a worker accumulates locally and adds to [`Shared`] once per loop turn, so
+/// the hot path touches no shared cache line for statistics.
+#[derive(Debug, Default)]
+pub struct LocalStats {
+    /// Bytes read from clients.
+    pub client_in: u64,
+    /// Bytes written to clients.
+    pub client_out: u64,
+    /// Retried attempts.
+    pub retries: u64,
+}
+
+/// Everything a session needs from its worker besides itself.
+pub struct Env {
+    /// Registers upstream sockets.
+    pub registry: Registry,
+    /// Upstream connections, by slab index (see [`token`]).
+    pub upstreams: Slab<Upstream>,
+    /// Idle upstream connections.
+    pub pool: UpstreamPool,
+    /// Spare buffer storage.
+    pub bufs: BufPool,
+    /// Deadlines.
+    pub timers: Timers,
+    /// The configuration in force.
+    pub snapshot: Arc<Snapshot>,
+    /// Bumped on every new snapshot; pooled connections of older ones are not reused.
+    pub generation: u64,
+    /// Process-wide counters.
+    pub shared: Arc<Shared>,
+    /// This worker's counters not yet added to `shared`.
+    pub stats: LocalStats,
+    /// The time at the top of this loop turn.
+    pub now: Instant,
+    /// Shutdown has begun: finish exchanges, keep nothing alive.
+    pub shutting_down: bool,
+    /// Where passive down-marks go (the health thread), when there is one.
+    pub health: Option<Sender<HealthMsg>>,
+}
+
+impl Env {
+    /// A pooled connection to `backend`, now owned by session `owner`.
+    pub fn take_pooled(&mut self, backend: usize, owner: usize) -> Option<usize> {
+        while let Some(uid) = self.pool.take(backend) {
+            let up = &mut self.upstreams[uid];
+            if up.generation != self.generation {
+                self.close_upstream(uid);
+                continue;
+            }
+            up.owner = Some(owner);
+            up.idle_deadline = None;
+            return Some(uid);
+        }
+        None
+    }
+
+    /// Starts a connect to `backend` for session `owner`.
+    pub fn open_upstream(&mut self, backend: usize, owner: usize) -> io::Result<usize> {
+        let b = &self.snapshot.backends[backend];
+        let mut up = Upstream::connect(b.address, backend, self.generation, owner)?;
+        let entry = self.upstreams.vacant_entry();
+        let uid = entry.key();
+        self.registry.register(
+            &mut up.stream,
+            token::upstream(uid),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(up);
+        b.connections_total.fetch_add(1, Ordering::Relaxed);
+        Ok(uid)
+    }
+
+    /// Gives a connection back after an exchange: pooled when `reusable` and clean,
+    /// closed otherwise.
+    pub fn release_upstream(&mut self, uid: usize, reusable: bool) {
+        if reusable && !self.shutting_down && self.pool_accepts(uid) {
+            let deadline = self.now + self.snapshot.config.timeouts.upstream_idle;
+            let up = &mut self.upstreams[uid];
+            up.owner = None;
+            up.exchanges += 1;
+            up.idle_deadline = Some(deadline);
+            self.timers
+                .arm(TimerKey::Upstream(uid), deadline, &mut up.armed);
+            if self.pool.put(up.backend, uid) {
+                return;
+            }
+        }
+        self.close_upstream(uid);
+    }
+
+    /// Spec §7.4: only a connection to an alive backend, of this snapshot, with no
+    /// pending input (no stray bytes, no EOF) may idle in the pool.
+    fn pool_accepts(&mut self, uid: usize) -> bool {
+        let up = &mut self.upstreams[uid];
+        if up.generation != self.generation || !self.snapshot.backends[up.backend].is_alive() {
+            return false;
+        }
+        if up.readable {
+            let mut probe = [0u8; 1];
+            match net::read(&mut up.stream, &mut probe) {
+                Io::WouldBlock => up.readable = false,
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Closes an upstream connection (the caller has removed it from the pool).
+    pub fn close_upstream(&mut self, uid: usize) {
+        let mut up = self.upstreams.remove(uid);
+        let _ = self.registry.deregister(&mut up.stream);
+    }
+
+    /// Reports a backend whose connects keep failing.
+    pub fn report_down(&mut self, backend: usize) {
+        if let Some(health) = &self.health {
+            let _ = health.send(HealthMsg::ReportDown { index: backend });
+        }
+    }
+}
+
+/// What starting a worker needs.
+pub struct WorkerSetup {
+    /// Index for logs.
+    pub id: usize,
+    /// The bound, listening socket.
+    pub listener: std::net::TcpListener,
+    /// The poll the waker was made from.
+    pub poll: Poll,
+    /// Control messages.
+    pub control: Receiver<WorkerMsg>,
+    /// Configuration.
+    pub snapshot: Arc<Snapshot>,
+    /// Process-wide counters.
+    pub shared: Arc<Shared>,
+    /// Health thread, for passive marking.
+    pub health: Option<Sender<HealthMsg>>,
+}
+
+/// One event-loop thread's state.
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local: SocketAddr,
+    sessions: Slab<Session>,
+    env: Env,
+    control: Receiver<WorkerMsg>,
+    /// Sessions to drive this turn (each at most once: `Session::scheduled`).
+    ready: Vec<usize>,
+    /// Spare list swapped with `ready` while driving.
+    driving: Vec<usize>,
+    /// The listener may have connections waiting.
+    accept_ready: bool,
+    accept_paused_until: Option<Instant>,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl Worker {
+    /// Registers the listener and builds the worker.
+    pub fn new(setup: WorkerSetup) -> io::Result<Worker> {
+        let WorkerSetup {
+            id,
+            listener,
+            poll,
+            control,
+            snapshot,
+            shared,
+            health,
+        } = setup;
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, token::LISTENER, Interest::READABLE)?;
+        let size = BUFFER_SIZE.max(snapshot.config.limits.head_bytes);
+        Ok(Worker {
+            id,
+            env: Env {
+                registry: poll.registry().try_clone()?,
+                upstreams: Slab::new(),
+                pool: UpstreamPool::default(),
+                bufs: BufPool::new(size, SPARE_BUFFERS),
+                timers: Timers::default(),
+                snapshot,
+                generation: 0,
+                shared,
+                stats: LocalStats::default(),
+                now: Instant::now(),
+                shutting_down: false,
+                health,
+            },
+            poll,
+            listener: Some(listener),
+            local,
+            sessions: Slab::new(),
+            control,
+            ready: Vec::new(),
+            driving: Vec::new(),
+            accept_ready: true,
+            accept_paused_until: None,
+            shutdown_deadline: None,
+        })
+    }
+
+    /// The event loop; returns after shutdown completes.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("worker={} poll failed: {e}", self.id);
+                break;
+            }
+            self.env.now = Instant::now();
+            for event in events.iter() {
+                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                self.dispatch(token::classify(event.token()), readable, writable);
+            }
+            if self.accept_ready {
+                self.accept();
+            }
+            self.run_ready();
+            self.expire();
+            self.flush_stats();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.sessions.is_empty() {
+                    break;
+                }
+                if self.env.now >= deadline {
+                    log::warn!(
+                        "worker={} shutdown deadline passed, closing {} connections",
+                        self.id,
+                        self.sessions.len()
+                    );
+                    break;
+                }
+            }
+        }
+        self.close_everything();
+        log::debug!("worker={} stopped", self.id);
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        if !self.ready.is_empty() || (self.accept_ready && self.accept_paused_until.is_none()) {
+            return Some(Duration::ZERO);
+        }
+        let mut timeout = self.env.timers.next_timeout(now);
+        let mut consider = |at: Option<Instant>| {
+            if let Some(at) = at {
+                let d = at.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(d, |t| t.min(d)));
+            }
+        };
+        consider(self.accept_paused_until);
+        consider(self.shutdown_deadline);
+        // mio rounds a timeout up to whole milliseconds, so a deadline is never missed.
+        timeout
+    }
+
+    fn dispatch(&mut self, target: Target, readable: bool, writable: bool) {
+        match target {
+            Target::Listener => self.accept_ready = true,
+            Target::Waker => self.handle_control(),
+            Target::Session(sid) => {
+                if let Some(s) = self.sessions.get_mut(sid) {
+                    s.client_ready(readable, writable);
+                    schedule(&mut self.ready, s, sid);
+                }
+            }
+            Target::Upstream(uid) => {
+                let Some(up) = self.env.upstreams.get_mut(uid) else {
+                    return;
+                };
+                up.readable |= readable;
+                up.writable |= writable;
+                match up.owner {
+                    Some(sid) => {
+                        if let Some(s) = self.sessions.get_mut(sid) {
+                            schedule(&mut self.ready, s, sid);
+                        }
+                    }
+                    None if readable => self.check_idle_upstream(uid),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// An idle pooled connection became readable: the backend closed it or sent stray
+    /// bytes. Either way it can no longer be trusted with a request.
+    fn check_idle_upstream(&mut self, uid: usize) {
+        let up = &mut self.env.upstreams[uid];
+        let mut probe = [0u8; 1];
+        if let Io::WouldBlock = net::read(&mut up.stream, &mut probe) {
+            up.readable = false;
+            return;
+        }
+        let backend = up.backend;
+        self.env.pool.remove(backend, uid);
+        self.env.close_upstream(uid);
+    }
+
+    fn accept(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if self.env.now < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        let max = self.env.snapshot.config.server.max_connections;
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                self.accept_ready = false;
+                return;
+            };
+            if self.env.shared.open_connections.load(Ordering::Relaxed) >= max {
+                self.accept_paused_until = Some(self.env.now + ACCEPT_PAUSE);
+                return;
+            }
+            match listener.accept() {
+                Ok((stream, peer)) => self.add_session(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_ready = false;
+                    return;
+                }
+                Err(e) if net::is_resource_exhaustion(&e) => {
+                    log::warn!("worker={} accept paused: {e}", self.id);
+                    self.accept_paused_until = Some(self.env.now + ACCEPT_PAUSE);
+                    return;
+                }
+                // ECONNABORTED and the like concern one connection only.
+                Err(e) => log::debug!("worker={} accept failed: {e}", self.id),
+            }
+        }
+    }
+
+    fn add_session(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(self.local);
+        let entry = self.sessions.vacant_entry();
+        let sid = entry.key();
+        if let Err(e) = self.env.registry.register(
+            &mut stream,
+            token::session(sid),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("worker={} cannot register client: {e}", self.id);
+            return;
+        }
+        let mut session = Session::new(stream, peer, local, &self.env);
+        self.env
+            .timers
+            .arm(TimerKey::Session(sid), session.deadline, &mut session.armed);
+        entry.insert(session);
+        self.env
+            .shared
+            .open_connections
+            .fetch_add(1, Ordering::Relaxed);
+        self.env
+            .shared
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn run_ready(&mut self) {
+        std::mem::swap(&mut self.ready, &mut self.driving);
+        let mut driving = std::mem::take(&mut self.driving);
+        for sid in driving.drain(..) {
+            let Some(s) = self.sessions.get_mut(sid) else {
+                continue;
+            };
+            s.scheduled = false;
+            let result = s.drive(sid, &mut self.env);
+            self.after_drive(sid, result);
+        }
+        self.driving = driving;
+    }
+
+    fn after_drive(&mut self, sid: usize, result: Drive) {
+        match result {
+            Drive::Finished => self.remove_session(sid),
+            Drive::Again => {
+                let s = &mut self.sessions[sid];
+                schedule(&mut self.ready, s, sid);
+                self.env
+                    .timers
+                    .arm(TimerKey::Session(sid), s.deadline, &mut s.armed);
+            }
+            Drive::Idle => {
+                let s = &mut self.sessions[sid];
+                self.env
+                    .timers
+                    .arm(TimerKey::Session(sid), s.deadline, &mut s.armed);
+            }
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = self.env.now;
+        while let Some((at, key)) = self.env.timers.pop_due(now) {
+            match key {
+                TimerKey::Session(sid) => {
+                    let Some(s) = self.sessions.get_mut(sid) else {
+                        continue;
+                    };
+                    if s.armed != Some(at) {
+                        continue; // stale entry
+                    }
+                    s.armed = None;
+                    if s.deadline > now {
+                        self.env.timers.arm(key, s.deadline, &mut s.armed);
+                        continue;
+                    }
+                    let result = s.expire(sid, &mut self.env);
+                    self.after_drive(sid, result);
+                }
+                TimerKey::Upstream(uid) => {
+                    let Some(up) = self.env.upstreams.get_mut(uid) else {
+                        continue;
+                    };
+                    if up.armed != Some(at) {
+                        continue;
+                    }
+                    up.armed = None;
+                    match up.idle_deadline {
+                        Some(deadline) if up.owner.is_none() && deadline <= now => {
+                            let backend = up.backend;
+                            self.env.pool.remove(backend, uid);
+                            self.env.close_upstream(uid);
+                        }
+                        Some(deadline) if up.owner.is_none() => {
+                            self.env.timers.arm(key, deadline, &mut up.armed);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove_session(&mut self, sid: usize) {
+        let mut s = self.sessions.remove(sid);
+        s.close(&mut self.env);
+        let _ = self.env.registry.deregister(s.client());
+        self.env
+            .shared
+            .open_connections
+            .fetch_sub(1, Ordering::Relaxed);
+        if self.accept_paused_until.is_some() && self.listener.is_some() {
+            // A slot freed up: try accepting again now rather than after the pause.
+            self.accept_paused_until = None;
+            self.accept_ready = true;
+        }
+    }
+
+    fn handle_control(&mut self) {
+        while let Ok(msg) = self.control.try_recv() {
+            match msg {
+                WorkerMsg::Shutdown { deadline } => self.begin_shutdown(deadline),
+                WorkerMsg::BackendChanged { index, alive } => {
+                    if !alive {
+                        for uid in self.env.pool.drain_backend(index) {
+                            self.env.close_upstream(uid);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, deadline: Instant) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.shutdown_deadline = Some(deadline);
+        self.env.shutting_down = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.env.registry.deregister(&mut listener);
+        }
+        self.accept_ready = false;
+        for uid in self.env.pool.drain_all() {
+            self.env.close_upstream(uid);
+        }
+        let idle: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.is_idle())
+            .map(|(sid, _)| sid)
+            .collect();
+        for sid in idle {
+            self.remove_session(sid);
+        }
+        for (sid, s) in self.sessions.iter_mut() {
+            s.begin_shutdown();
+            schedule(&mut self.ready, s, sid);
+        }
+    }
+
+    fn close_everything(&mut self) {
+        let sids: Vec<usize> = self.sessions.iter().map(|(sid, _)| sid).collect();
+        for sid in sids {
+            self.remove_session(sid);
+        }
+        for uid in self.env.pool.drain_all() {
+            self.env.close_upstream(uid);
+        }
+        self.flush_stats();
+    }
+
+    fn flush_stats(&mut self) {
+        let stats = std::mem::take(&mut self.env.stats);
+        let shared = &self.env.shared;
+        if stats.client_in > 0 {
+            shared
+                .client_in_bytes
+                .fetch_add(stats.client_in, Ordering::Relaxed);
+        }
+        if stats.client_out > 0 {
+            shared
+                .client_out_bytes
+                .fetch_add(stats.client_out, Ordering::Relaxed);
+        }
+        if stats.retries > 0 {
+            shared
+                .retries_total
+                .fetch_add(stats.retries, Ordering::Relaxed);
+        }
+    }
+}
+
+fn schedule(ready: &mut Vec<usize>, s: &mut Session, sid: usize) {
+    if !s.scheduled {
+        s.scheduled = true;
+        ready.push(sid);
+    }
+}
