@@ -47,13 +47,15 @@ fn main() -> ExitCode {
 
 /// Runs until SIGINT/SIGTERM, then shuts down gracefully; a second signal exits at once.
 fn run(config: Config) -> ExitCode {
-    let (tx, rx) = crossbeam_channel::unbounded::<()>();
-    if let Err(e) = ctrlc::set_handler(move || {
-        let _ = tx.send(());
-    }) {
-        eprintln!("lbd: cannot install signal handler: {e}");
-        return ExitCode::FAILURE;
-    }
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // Registered before the workers start, so no signal finds the default handler.
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("lbd: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match Server::start(config) {
         Ok(server) => server,
         Err(e) => {
@@ -61,24 +63,24 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _ = rx.recv();
-    server.shutdown();
-    let done = std::thread::spawn(move || server.join());
-    let (finished_tx, finished_rx) = crossbeam_channel::bounded::<()>(1);
-    std::thread::spawn(move || {
-        let _ = done.join();
-        let _ = finished_tx.send(());
-    });
-    crossbeam_channel::select! {
-        recv(finished_rx) -> _ => {
-            log::info!("stopped");
-            ExitCode::SUCCESS
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            log::warn!("reload requested, but reloading is not supported yet: ignored");
+            continue;
         }
-        recv(rx) -> _ => {
-            log::warn!("second signal: exiting without waiting");
-            ExitCode::FAILURE
-        }
+        log::info!("signal={signal} received");
+        break;
     }
+    server.shutdown();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            log::warn!("second signal: exiting without waiting");
+            std::process::exit(1);
+        }
+    });
+    server.join();
+    log::info!("stopped");
+    ExitCode::SUCCESS
 }
 
 /// `lbd --demo`: the seeds' demo in one command.

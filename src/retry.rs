@@ -53,7 +53,8 @@ pub fn decide(policy: &RetryPolicy, tried: &Attempts, failure: Failure, replayab
     let another_backend = tried.backends < policy.max_attempts;
     match failure {
         Failure::Connect => {
-            if tried.connects < policy.same_backend.max(1) {
+            // `same_backend` counts retries: 1 + same_backend connects in all.
+            if tried.connects <= policy.same_backend {
                 Next::SameBackend(policy.delay)
             } else if another_backend {
                 Next::NextBackend { mark_down: true }
@@ -70,7 +71,7 @@ pub fn decide(policy: &RetryPolicy, tried: &Attempts, failure: Failure, replayab
             } else if another_backend {
                 Next::NextBackend { mark_down: false }
             } else {
-                Next::GiveUp(Canned::BadGateway)
+                Next::GiveUp(Canned::ServiceUnavailable)
             }
         }
     }
@@ -102,19 +103,19 @@ mod tests {
                 Next::SameBackend(POLICY.delay),
             ),
             (
-                t(1, 2, false),
+                t(1, 3, false),
                 Failure::Connect,
                 false,
                 Next::SameBackend(POLICY.delay),
             ),
             (
-                t(1, 3, false),
+                t(1, 4, false),
                 Failure::Connect,
                 false,
                 Next::NextBackend { mark_down: true },
             ),
             (
-                t(3, 3, false),
+                t(3, 4, false),
                 Failure::Connect,
                 false,
                 Next::GiveUp(Canned::ServiceUnavailable),
@@ -141,7 +142,7 @@ mod tests {
                 t(3, 1, false),
                 before(false, true),
                 true,
-                Next::GiveUp(Canned::BadGateway),
+                Next::GiveUp(Canned::ServiceUnavailable),
             ),
             // A POST that may have arrived is never sent again, pooled or not.
             (
@@ -174,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn zero_same_backend_still_tries_once() {
+    fn zero_same_backend_tries_once() {
         let policy = RetryPolicy {
             same_backend: 0,
             ..POLICY

@@ -45,6 +45,8 @@ pub struct Upstream {
     pub link: Link,
     /// A readable edge has not yet been drained.
     pub readable: bool,
+    /// The kernel reported FIN or an error: read until 0, never trust a short read.
+    pub read_closed: bool,
     /// A writable edge has not yet been used up.
     pub writable: bool,
     /// The session using it.
@@ -72,6 +74,7 @@ impl Upstream {
             generation,
             link: Link::Connecting,
             readable: false,
+            read_closed: false,
             writable: false,
             owner: Some(owner),
             exchanges: 0,

@@ -29,9 +29,9 @@ pub enum Balancer {
 impl Balancer {
     /// The balancer for `algorithm` over `backends`.
     pub fn new(algorithm: Algorithm, _backends: &[Arc<Backend>]) -> Balancer {
-        match algorithm {
-            _ => Balancer::RoundRobin(RoundRobin::default()),
-        }
+        // Config validation admits only the algorithms implemented here.
+        debug_assert_eq!(algorithm, Algorithm::RoundRobin);
+        Balancer::RoundRobin(RoundRobin::default())
     }
 
     /// Index of an eligible backend not in `ctx.tried`, or `None` when there is none.

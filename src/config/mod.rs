@@ -358,8 +358,8 @@ impl Config {
         if self.limits.headers == 0 || self.limits.headers > 1000 {
             return err("limits.headers", "must be between 1 and 1000");
         }
-        if self.retry.max_attempts == 0 {
-            return err("retry.max_attempts", "must be at least 1");
+        if self.retry.max_attempts == 0 || self.retry.max_attempts > 16 {
+            return err("retry.max_attempts", "must be between 1 and 16");
         }
         if self.retry.same_backend > 100 {
             return err("retry.same_backend", "must be at most 100");
@@ -377,6 +377,12 @@ impl Config {
                     "must start with '/' and contain no spaces or controls",
                 );
             }
+        }
+        if self.balancer.algorithm != Algorithm::RoundRobin {
+            return err(
+                "balancer.algorithm",
+                "only \"round_robin\" is implemented so far",
+            );
         }
         if self.balancer.hash_key != HashKey::Ip
             && self.balancer.algorithm != Algorithm::ConsistentHash

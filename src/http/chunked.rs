@@ -166,7 +166,7 @@ fn size_line(input: &[u8]) -> Result<Option<(usize, u64)>, ChunkedError> {
         }
         Ok(httparse::Status::Partial) => {
             // Bare LF inside a partial line would otherwise be accepted as extension text.
-            if input.iter().any(|&b| b == b'\n') {
+            if input.contains(&b'\n') {
                 return Err(ChunkedError("bare LF in chunk size line"));
             }
             Ok(None)

@@ -503,7 +503,8 @@ mod tests {
     #[test]
     fn refusals() {
         use RequestError::*;
-        let table: &[(&str, fn(RequestError) -> bool)] = &[
+        type Verdict = fn(RequestError) -> bool;
+        let table: &[(&str, Verdict)] = &[
             ("GET / HTTP/1.1\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", |e| matches!(e, Malformed(_))),

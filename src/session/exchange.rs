@@ -16,8 +16,10 @@ use crate::retry::{self, Attempts, Failure, Next};
 use crate::upstream::{ConnectStatus, Link};
 use crate::worker::Env;
 
-/// Most backends one request may try (caps `retry.max_attempts`).
+/// Most backends one request may try (`retry.max_attempts` is validated against it).
 pub const MAX_ATTEMPTS: usize = 16;
+/// Most interim (1xx) responses relayed for one request.
+const MAX_INTERIM: u32 = 16;
 
 /// What a step of the exchange means for the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,8 @@ pub struct Exchange {
     /// Any byte arrived from the current upstream.
     got_response_bytes: bool,
     resp_scanned: usize,
+    /// Interim (1xx) heads relayed so far.
+    interim: u32,
     resp: Option<ResponseHead>,
     resp_dec: Decoder,
     resp_enc: Encoder,
@@ -101,6 +105,7 @@ impl Exchange {
             upstream_broken: false,
             got_response_bytes: false,
             resp_scanned: 0,
+            interim: 0,
             resp: None,
             resp_dec: Decoder::Done,
             resp_enc: Encoder::Identity,
@@ -179,7 +184,6 @@ impl Exchange {
             return if self.resp.is_none() && !conn.broken {
                 self.release_upstream(false, env);
                 self.release_backend(env);
-                conn.client_out.clear();
                 Canned::RequestTimeout.write(&mut conn.client_out, true, false);
                 Outcome::Finished { keep_alive: false }
             } else {
@@ -296,7 +300,6 @@ impl Exchange {
         if self.resp.is_some() {
             return Outcome::Abort;
         }
-        conn.client_out.clear();
         canned.write(&mut conn.client_out, true, self.req.method == Method::Head);
         Outcome::Finished { keep_alive: false }
     }
@@ -441,7 +444,7 @@ impl Exchange {
         match net::read(&mut up.stream, spare) {
             Io::Progress(n) => {
                 conn.upstream_in.commit(n);
-                up.readable = n == room;
+                up.readable = n == room || up.read_closed;
                 self.got_response_bytes = true;
                 self.last_upstream_io = env.now;
                 *progress = true;
@@ -467,9 +470,8 @@ impl Exchange {
 
     /// Parses response heads and relays the body into `client_out`.
     fn pump_response(&mut self, conn: &mut Conn, env: &mut Env, progress: &mut bool) -> Outcome {
-        // Interim (1xx) heads are relayed one by one; the bound keeps a flood of them from
-        // holding the worker.
-        for _ in 0..8 {
+        // Interim (1xx) heads are relayed one by one, at most MAX_INTERIM per exchange.
+        loop {
             if self.resp.is_some() {
                 break;
             }
@@ -499,14 +501,27 @@ impl Exchange {
             let ctx = ResponseContext {
                 head_request: self.req.method == Method::Head,
                 client_minor: self.req.minor,
-                client_keep_alive: self.req.keep_alive && !env.shutting_down,
+                // A response that starts before the request body ended (an early answer)
+                // announces the close that follows: the rest of the body is not read.
+                client_keep_alive: self.req.keep_alive
+                    && !env.shutting_down
+                    && self.req_dec.is_done(),
             };
             match response::parse(&data[..end], &ctx, &mut conn.client_out) {
                 Ok(head) => {
                     conn.upstream_in.advance(head.head_len);
                     self.resp_scanned = 0;
                     *progress = true;
-                    if !head.interim {
+                    if head.interim {
+                        self.interim += 1;
+                        if self.interim > MAX_INTERIM {
+                            log::debug!(
+                                "backend={} too many interim responses",
+                                self.backend_name(env)
+                            );
+                            return self.give_up(Canned::BadGateway, conn, env);
+                        }
+                    } else {
                         self.resp = Some(head);
                         self.resp_dec = Decoder::new(head.upstream_framing);
                         self.resp_enc = Encoder::new(head.client_framing);

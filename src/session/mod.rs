@@ -44,6 +44,9 @@ pub struct Conn {
     pub local: SocketAddr,
     /// A readable edge not yet drained.
     pub readable: bool,
+    /// The kernel reported the peer's FIN (or an error): a short read no longer means
+    /// "drained", so reading continues until it returns 0.
+    pub read_closed: bool,
     /// A writable edge not yet used up.
     pub writable: bool,
     /// The client sent FIN (or its socket failed): nothing more will arrive.
@@ -63,7 +66,11 @@ pub struct Conn {
 }
 
 /// What a session is doing.
+///
+/// `Exchange` is large, but sessions live in a slab and boxing it would cost an
+/// allocation per request.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Phase {
     /// Waiting for (the rest of) a request head.
     Head {
@@ -125,6 +132,7 @@ impl Session {
                 peer,
                 local,
                 readable: false,
+                read_closed: false,
                 writable: false,
                 eof: false,
                 broken: false,
@@ -152,8 +160,9 @@ impl Session {
     }
 
     /// Records readiness from a client event.
-    pub fn client_ready(&mut self, readable: bool, writable: bool) {
+    pub fn client_ready(&mut self, readable: bool, writable: bool, read_closed: bool) {
         self.conn.readable |= readable;
+        self.conn.read_closed |= read_closed;
         self.conn.writable |= writable;
     }
 
@@ -239,12 +248,17 @@ impl Session {
                 let outcome = x.step(sid, &mut self.conn, env);
                 self.apply(outcome, env)
             }
-            Phase::Closing { shut, drained, .. } => {
+            Phase::Closing {
+                deadline,
+                shut,
+                drained,
+            } => {
                 if !self.conn.client_out.is_empty() && !self.conn.broken {
                     return false;
                 }
                 if !*shut {
                     *shut = true;
+                    *deadline = (*deadline).min(env.now + LINGER);
                     let _ = self.conn.client.shutdown(Shutdown::Write);
                 }
                 if self.conn.eof || *drained > LINGER_BYTES {
@@ -283,10 +297,12 @@ impl Session {
         }
     }
 
+    /// Flushes what is queued (within `client_io`), then shuts the write side and drains
+    /// input for at most `LINGER`, so the client reads the last response, not a reset.
     fn linger(&mut self, env: &Env) {
         let flush = env.snapshot.config.timeouts.client_io;
         self.phase = Phase::Closing {
-            deadline: env.now + flush + LINGER,
+            deadline: env.now + flush,
             shut: false,
             drained: 0,
         };
@@ -405,7 +421,7 @@ impl Session {
         match net::read(&mut conn.client, spare) {
             Io::Progress(n) => {
                 conn.client_in.commit(n);
-                conn.readable = n == room;
+                conn.readable = n == room || conn.read_closed;
                 conn.last_client_io = env.now;
                 env.stats.client_in += n as u64;
                 if let Phase::Closing { drained, .. } = &mut self.phase {
@@ -428,9 +444,10 @@ impl Session {
                 conn.eof = true;
                 conn.broken = true;
                 conn.readable = false;
-                if !matches!(self.phase, Phase::Exchange(_)) {
-                    self.phase = Phase::Done;
+                if let Phase::Exchange(x) = &mut self.phase {
+                    x.abandon(conn, env);
                 }
+                self.phase = Phase::Done;
                 true
             }
         }

@@ -131,7 +131,10 @@ impl Env {
     /// pending input (no stray bytes, no EOF) may idle in the pool.
     fn pool_accepts(&mut self, uid: usize) -> bool {
         let up = &mut self.upstreams[uid];
-        if up.generation != self.generation || !self.snapshot.backends[up.backend].is_alive() {
+        if up.read_closed
+            || up.generation != self.generation
+            || !self.snapshot.backends[up.backend].is_alive()
+        {
             return false;
         }
         if up.readable {
@@ -256,9 +259,10 @@ impl Worker {
             }
             self.env.now = Instant::now();
             for event in events.iter() {
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                let closed = event.is_read_closed() || event.is_error();
+                let readable = event.is_readable() || closed;
                 let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-                self.dispatch(token::classify(event.token()), readable, writable);
+                self.dispatch(token::classify(event.token()), readable, writable, closed);
             }
             if self.accept_ready {
                 self.accept();
@@ -302,13 +306,13 @@ impl Worker {
         timeout
     }
 
-    fn dispatch(&mut self, target: Target, readable: bool, writable: bool) {
+    fn dispatch(&mut self, target: Target, readable: bool, writable: bool, closed: bool) {
         match target {
             Target::Listener => self.accept_ready = true,
             Target::Waker => self.handle_control(),
             Target::Session(sid) => {
                 if let Some(s) = self.sessions.get_mut(sid) {
-                    s.client_ready(readable, writable);
+                    s.client_ready(readable, writable, closed);
                     schedule(&mut self.ready, s, sid);
                 }
             }
@@ -317,6 +321,7 @@ impl Worker {
                     return;
                 };
                 up.readable |= readable;
+                up.read_closed |= closed;
                 up.writable |= writable;
                 match up.owner {
                     Some(sid) => {

@@ -1,0 +1,8 @@
+//! lbd's integration tests: the real balancer over real loopback sockets, with scripted
+//! backends and raw clients. One binary; modules by theme.
+
+mod util;
+
+mod binary;
+mod canned;
+mod proxy;
