@@ -24,6 +24,7 @@ pub fn spawn_backend(addr: SocketAddr) -> io::Result<SocketAddr> {
 
 /// Answers requests on one connection until the client closes.
 fn serve(stream: TcpStream, body: &str) -> io::Result<()> {
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     loop {
@@ -52,11 +53,12 @@ fn serve(stream: TcpStream, body: &str) -> io::Result<()> {
             &mut (&mut reader).take(content_length as u64),
             &mut io::sink(),
         )?;
-        write!(
-            writer,
+        // One write per response: split writes meet Nagle and delayed ACKs (40 ms stalls).
+        let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
-        )?;
+        );
+        writer.write_all(response.as_bytes())?;
         if close {
             return Ok(());
         }
