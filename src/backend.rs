@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::config::BackendConfig;
 
@@ -42,6 +44,9 @@ pub struct Backend {
     /// Relative share for weighted algorithms (≥ 1).
     pub weight: u32,
     alive: AtomicBool,
+    /// Milliseconds after [`epoch`] at which it last came up; `u64::MAX` while it has
+    /// been up since lbd started (no slow start due).
+    up_since: AtomicU64,
     admin: AtomicU8,
     /// Requests currently assigned to it, across workers.
     pub in_flight: AtomicUsize,
@@ -61,6 +66,7 @@ impl Backend {
             address: config.address,
             weight: config.weight,
             alive: AtomicBool::new(true),
+            up_since: AtomicU64::new(u64::MAX),
             admin: AtomicU8::new(AdminState::Enabled as u8),
             in_flight: AtomicUsize::new(0),
             requests_total: AtomicU64::new(0),
@@ -75,8 +81,28 @@ impl Backend {
     }
 
     /// Sets the health verdict; called by the health thread only. Returns the old value.
-    pub fn set_alive(&self, alive: bool) -> bool {
+    /// Coming up records `now` as the start of a slow-start ramp.
+    pub fn set_alive(&self, alive: bool, now: Instant) -> bool {
+        if alive && !self.is_alive() {
+            let ms = now.saturating_duration_since(epoch()).as_millis() as u64;
+            self.up_since.store(ms.min(u64::MAX - 1), Ordering::Relaxed);
+        }
         self.alive.swap(alive, Ordering::Relaxed)
+    }
+
+    /// Marks a backend added by a reload as new, so slow start ramps it up.
+    pub fn mark_new(&self, now: Instant) {
+        let ms = now.saturating_duration_since(epoch()).as_millis() as u64;
+        self.up_since.store(ms.min(u64::MAX - 1), Ordering::Relaxed);
+    }
+
+    /// How long it has been up, if it came up (or was added) after lbd started; `None`
+    /// when it has been up all along.
+    pub fn up_for(&self, now: Instant) -> Option<Duration> {
+        match self.up_since.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(now.saturating_duration_since(epoch() + Duration::from_millis(ms))),
+        }
     }
 
     /// The operator's admission state.
@@ -102,4 +128,10 @@ impl Backend {
     pub fn load(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
+}
+
+/// The instant `up_since` counts from (the first time anyone asked).
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }

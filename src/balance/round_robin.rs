@@ -51,7 +51,7 @@ mod tests {
         let ctx = PickContext::default();
         let seq: Vec<_> = (0..6).map(|_| rr.pick(&b, &ctx).unwrap()).collect();
         assert_eq!(seq, [0, 1, 2, 0, 1, 2]);
-        b[1].set_alive(false);
+        b[1].set_alive(false, std::time::Instant::now());
         let seq: Vec<_> = (0..4).map(|_| rr.pick(&b, &ctx).unwrap()).collect();
         assert!(!seq.contains(&1));
         let tried = [0, 2];
