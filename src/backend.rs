@@ -61,6 +61,7 @@ pub struct Backend {
 impl Backend {
     /// A backend from its config, alive and enabled.
     pub fn new(config: &BackendConfig) -> Backend {
+        epoch();
         Backend {
             name: config.name.clone(),
             address: config.address,
