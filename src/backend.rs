@@ -56,6 +56,12 @@ pub struct Backend {
     pub connections_total: AtomicU64,
     /// Attempts on it that failed (connect or before a response).
     pub failures_total: AtomicU64,
+    /// Health probes that passed.
+    pub probes_ok: AtomicU64,
+    /// Health probes that failed.
+    pub probes_failed: AtomicU64,
+    /// Last probe: 0 none yet, 1 passed, 2 failed.
+    pub last_probe: AtomicU8,
 }
 
 impl Backend {
@@ -73,6 +79,9 @@ impl Backend {
             requests_total: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
+            probes_ok: AtomicU64::new(0),
+            probes_failed: AtomicU64::new(0),
+            last_probe: AtomicU8::new(0),
         }
     }
 

@@ -94,13 +94,40 @@ pub enum WorkerMsg {
     },
 }
 
-/// Sent by workers to the health thread.
+/// Sent to the health thread (by workers, and by the supervisor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthMsg {
+    /// Stop probing and exit.
+    Shutdown,
     /// Connects to this backend (index in the current snapshot) kept failing: mark it
     /// down now; probes bring it back.
     ReportDown {
         /// Backend index.
         index: usize,
     },
+}
+
+/// A thread's inbox: a channel plus the `mio::Waker` that interrupts its poll.
+#[derive(Debug)]
+pub struct Mailbox<T> {
+    tx: crossbeam_channel::Sender<T>,
+    waker: Arc<mio::Waker>,
+}
+
+impl<T> Clone for Mailbox<T> {
+    fn clone(&self) -> Self {
+        Mailbox { tx: self.tx.clone(), waker: Arc::clone(&self.waker) }
+    }
+}
+
+impl<T> Mailbox<T> {
+    /// A mailbox for a thread polling on the registry `waker` was made from.
+    pub fn new(tx: crossbeam_channel::Sender<T>, waker: Arc<mio::Waker>) -> Mailbox<T> {
+        Mailbox { tx, waker }
+    }
+
+    /// Sends and wakes; false when the thread is gone.
+    pub fn send(&self, msg: T) -> bool {
+        self.tx.send(msg).is_ok() && self.waker.wake().is_ok()
+    }
 }

@@ -9,28 +9,36 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
-use crate::control::{Shared, Snapshot, WorkerMsg};
+use crate::control::{HealthMsg, Mailbox, Shared, Snapshot, WorkerMsg};
+use crate::health::{self, HealthChecker};
 use crate::worker::{token, Worker, WorkerSetup};
 
 /// Pending connections the kernel queues per listener.
 const BACKLOG: i32 = 1024;
 
-/// The channel and waker that reach one worker.
-struct WorkerHandle {
-    tx: Sender<WorkerMsg>,
-    waker: Arc<Waker>,
+/// A thread the supervisor started and how to reach it.
+struct Handle<T> {
+    mailbox: Mailbox<T>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl<T> Handle<T> {
+    fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A running balancer.
 pub struct Server {
     local_addr: SocketAddr,
-    workers: Vec<WorkerHandle>,
+    workers: Vec<Handle<WorkerMsg>>,
+    health: Handle<HealthMsg>,
     snapshot: Arc<Snapshot>,
     shared: Arc<Shared>,
 }
@@ -49,11 +57,13 @@ impl Server {
             addr = listener.local_addr()?;
             listeners.push(listener);
         }
+        let health_poll = Poll::new()?;
+        let health_mailbox = mailbox(&health_poll, health::WAKER)?;
         let mut handles = Vec::with_capacity(workers);
         for (id, listener) in listeners.into_iter().enumerate() {
             let poll = Poll::new()?;
-            let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
             let (tx, rx) = crossbeam_channel::unbounded();
+            let waker = Arc::new(Waker::new(poll.registry(), token::WAKER)?);
             let worker = Worker::new(WorkerSetup {
                 id,
                 listener,
@@ -61,17 +71,17 @@ impl Server {
                 control: rx,
                 snapshot: Arc::clone(&snapshot),
                 shared: Arc::clone(&shared),
-                health: None,
+                health: Some(health_mailbox.0.clone()),
             })?;
             let thread = std::thread::Builder::new()
                 .name(format!("lbd-worker-{id}"))
                 .spawn(move || worker.run())?;
-            handles.push(WorkerHandle {
-                tx,
-                waker,
-                thread: Some(thread),
-            });
+            handles.push(Handle { mailbox: Mailbox::new(tx, waker), thread: Some(thread) });
         }
+        let (health_box, health_rx) = health_mailbox;
+        let worker_boxes = handles.iter().map(|h| h.mailbox.clone()).collect();
+        let checker = HealthChecker::new(health_poll, health_rx, Arc::clone(&snapshot), worker_boxes);
+        let health = Handle { mailbox: health_box, thread: Some(checker.spawn()?) };
         log::info!("listening addr={addr} workers={workers}");
         for b in &snapshot.backends {
             log::info!(
@@ -84,6 +94,7 @@ impl Server {
         Ok(Server {
             local_addr: addr,
             workers: handles,
+            health,
             snapshot,
             shared,
         })
@@ -131,18 +142,16 @@ impl Server {
 
     fn broadcast(&self, msg: impl Fn() -> WorkerMsg) {
         for w in &self.workers {
-            if w.tx.send(msg()).is_ok() {
-                let _ = w.waker.wake();
-            }
+            w.mailbox.send(msg());
         }
     }
 
     fn join_workers(&mut self) {
         for w in &mut self.workers {
-            if let Some(thread) = w.thread.take() {
-                let _ = thread.join();
-            }
+            w.join();
         }
+        self.health.mailbox.send(HealthMsg::Shutdown);
+        self.health.join();
     }
 }
 
@@ -151,6 +160,13 @@ impl Drop for Server {
         self.shutdown();
         self.join_workers();
     }
+}
+
+/// A channel whose receiver belongs to the thread polling `poll`, woken through `token`.
+fn mailbox<T>(poll: &Poll, token: mio::Token) -> io::Result<(Mailbox<T>, crossbeam_channel::Receiver<T>)> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let waker = Arc::new(Waker::new(poll.registry(), token)?);
+    Ok((Mailbox::new(tx, waker), rx))
 }
 
 /// Binds a listening socket with `SO_REUSEPORT`, so every worker has its own accept

@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry};
 use slab::Slab;
 
 use crate::buffer::BufPool;
-use crate::control::{HealthMsg, Shared, Snapshot, WorkerMsg};
+use crate::control::{HealthMsg, Mailbox, Shared, Snapshot, WorkerMsg};
 use crate::net::{self, Io};
 use crate::pool::UpstreamPool;
 use crate::session::{Drive, Session};
@@ -74,7 +74,7 @@ pub struct Env {
     /// Shutdown has begun: finish exchanges, keep nothing alive.
     pub shutting_down: bool,
     /// Where passive down-marks go (the health thread), when there is one.
-    pub health: Option<Sender<HealthMsg>>,
+    pub health: Option<Mailbox<HealthMsg>>,
 }
 
 impl Env {
@@ -156,7 +156,7 @@ impl Env {
     /// Reports a backend whose connects keep failing.
     pub fn report_down(&mut self, backend: usize) {
         if let Some(health) = &self.health {
-            let _ = health.send(HealthMsg::ReportDown { index: backend });
+            health.send(HealthMsg::ReportDown { index: backend });
         }
     }
 }
@@ -176,7 +176,7 @@ pub struct WorkerSetup {
     /// Process-wide counters.
     pub shared: Arc<Shared>,
     /// Health thread, for passive marking.
-    pub health: Option<Sender<HealthMsg>>,
+    pub health: Option<Mailbox<HealthMsg>>,
 }
 
 /// One event-loop thread's state.

@@ -1,0 +1,198 @@
+//! Health checking: one dedicated `std::thread` with its own `mio::Poll` probes every
+//! backend each `health.interval`, all probes in flight at once. Rise/fall hysteresis
+//! decides flips; only this thread writes a backend's alive flag. Every flip is logged
+//! once and sent to every worker, which drops its pooled connections to a dead backend.
+//! Workers report backends whose connects keep failing; those go down at once and come
+//! back only through probes.
+
+mod hysteresis;
+mod probe;
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use mio::{Events, Interest, Poll, Token};
+
+pub use hysteresis::Hysteresis;
+use probe::{Probe, Verdict};
+
+use crate::control::{HealthMsg, Mailbox, Snapshot, WorkerMsg};
+
+/// The health thread's waker.
+pub const WAKER: Token = Token(0);
+
+/// The probe token of backend `index`.
+fn probe_token(index: usize) -> Token {
+    Token(index + 1)
+}
+
+/// The health thread's state.
+pub struct HealthChecker {
+    poll: Poll,
+    rx: Receiver<HealthMsg>,
+    snapshot: Arc<Snapshot>,
+    workers: Vec<Mailbox<WorkerMsg>>,
+    /// Per backend, in snapshot order.
+    states: Vec<Hysteresis>,
+    /// Per backend: the probe in flight, if any.
+    probes: Vec<Option<Probe>>,
+    next_round: Instant,
+}
+
+impl HealthChecker {
+    /// A checker for `snapshot`'s backends, polling on `poll` (whose registry made the
+    /// waker behind the health mailbox), reporting flips to `workers`.
+    pub fn new(
+        poll: Poll,
+        rx: Receiver<HealthMsg>,
+        snapshot: Arc<Snapshot>,
+        workers: Vec<Mailbox<WorkerMsg>>,
+    ) -> HealthChecker {
+        let n = snapshot.backends.len();
+        HealthChecker {
+            poll,
+            rx,
+            states: snapshot.backends.iter().map(|b| Hysteresis::new(b.is_alive())).collect(),
+            probes: (0..n).map(|_| None).collect(),
+            snapshot,
+            workers,
+            next_round: Instant::now(),
+        }
+    }
+
+    /// Starts the thread.
+    pub fn spawn(self) -> io::Result<JoinHandle<()>> {
+        std::thread::Builder::new().name("lbd-health".into()).spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let now = Instant::now();
+            if now >= self.next_round {
+                self.start_round(now);
+                self.next_round = now + self.snapshot.config.health.interval;
+            }
+            let next = self
+                .probes
+                .iter()
+                .flatten()
+                .map(|p| p.deadline)
+                .fold(self.next_round, Instant::min);
+            if let Err(e) = self.poll.poll(&mut events, Some(next.saturating_duration_since(now))) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("health poll failed: {e}");
+                return;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {
+                        if !self.handle_messages() {
+                            return;
+                        }
+                    }
+                    Token(t) => self.advance(t - 1),
+                }
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    /// Returns false on shutdown.
+    fn handle_messages(&mut self) -> bool {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                HealthMsg::Shutdown => return false,
+                HealthMsg::ReportDown { index } => {
+                    if let Some(state) = self.states.get_mut(index) {
+                        if state.force_down() {
+                            self.flip(index, false, "connect retries exhausted");
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn start_round(&mut self, now: Instant) {
+        let snapshot = Arc::clone(&self.snapshot);
+        let health = &snapshot.config.health;
+        for (i, backend) in snapshot.backends.iter().enumerate() {
+            if self.probes[i].is_some() {
+                continue; // still running: its deadline settles it
+            }
+            match Probe::start(backend.address, health.path.as_deref(), now + health.timeout) {
+                Ok(mut probe) => {
+                    let registered = self.poll.registry().register(
+                        &mut probe.stream,
+                        probe_token(i),
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                    match registered {
+                        Ok(()) => self.probes[i] = Some(probe),
+                        Err(e) => self.record(i, false, &format!("register: {e}")),
+                    }
+                }
+                Err(e) => self.record(i, false, &format!("connect: {e}")),
+            }
+        }
+    }
+
+    fn advance(&mut self, i: usize) {
+        let Some(probe) = self.probes.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        match probe.advance() {
+            Verdict::Pending => {}
+            Verdict::Healthy => self.finish(i, true, "probe passed"),
+            Verdict::Unhealthy(reason) => self.finish(i, false, &reason),
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        for i in 0..self.probes.len() {
+            if self.probes[i].as_ref().is_some_and(|p| p.deadline <= now) {
+                self.finish(i, false, "probe timed out");
+            }
+        }
+    }
+
+    fn finish(&mut self, i: usize, ok: bool, reason: &str) {
+        if let Some(mut probe) = self.probes[i].take() {
+            let _ = self.poll.registry().deregister(&mut probe.stream);
+        }
+        self.record(i, ok, reason);
+    }
+
+    fn record(&mut self, i: usize, ok: bool, reason: &str) {
+        let backend = &self.snapshot.backends[i];
+        if ok {
+            backend.probes_ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            backend.probes_failed.fetch_add(1, Ordering::Relaxed);
+            log::debug!("backend={} probe failed: {reason}", backend.name);
+        }
+        backend.last_probe.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+        let health = &self.snapshot.config.health;
+        if let Some(alive) = self.states[i].observe(ok, health.rise, health.fall) {
+            self.flip(i, alive, reason);
+        }
+    }
+
+    fn flip(&mut self, i: usize, alive: bool, reason: &str) {
+        let backend = &self.snapshot.backends[i];
+        let was = backend.set_alive(alive, Instant::now());
+        let word = |up: bool| if up { "up" } else { "down" };
+        log::info!("backend={} state={}->{} reason={reason:?}", backend.name, word(was), word(alive));
+        for w in &self.workers {
+            w.send(WorkerMsg::BackendChanged { index: i, alive });
+        }
+    }
+}
