@@ -28,7 +28,7 @@ impl Snapshot {
             .iter()
             .map(|b| Arc::new(Backend::new(b)))
             .collect();
-        let balancer = Balancer::new(config.balancer.algorithm, &backends);
+        let balancer = Balancer::new(&config.balancer, &backends);
         Snapshot {
             config,
             backends,

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod balance;
 mod binary;
 mod canned;
 mod proxy;

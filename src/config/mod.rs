@@ -378,12 +378,6 @@ impl Config {
                 );
             }
         }
-        if self.balancer.algorithm != Algorithm::RoundRobin {
-            return err(
-                "balancer.algorithm",
-                "only \"round_robin\" is implemented so far",
-            );
-        }
         if self.balancer.hash_key != HashKey::Ip
             && self.balancer.algorithm != Algorithm::ConsistentHash
         {
@@ -575,6 +569,34 @@ access = false
                 "error for {text:?} should name {key:?}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn every_algorithm_is_accepted() {
+        let base = "[server]\nlisten = \"127.0.0.1:0\"\n[[backend]]\naddress = \"127.0.0.1:1\"\n";
+        let table = [
+            ("round_robin", Algorithm::RoundRobin),
+            ("weighted_round_robin", Algorithm::WeightedRoundRobin),
+            ("least_connections", Algorithm::LeastConnections),
+            ("power_of_two", Algorithm::PowerOfTwo),
+            ("consistent_hash", Algorithm::ConsistentHash),
+            ("ip_hash", Algorithm::IpHash),
+        ];
+        for (name, want) in table {
+            let text = format!("{base}[balancer]\nalgorithm = \"{name}\"\nslow_start = \"30s\"\n");
+            let c = Config::parse(&text).unwrap();
+            assert_eq!(c.balancer.algorithm, want);
+            assert_eq!(c.balancer.slow_start, Some(Duration::from_secs(30)));
+        }
+        let text = format!(
+            "{base}[balancer]\nalgorithm = \"consistent_hash\"\nhash_key = \"header:X-User\"\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.balancer.hash_key, HashKey::Header("x-user".into()));
+        let text =
+            format!("{base}[balancer]\nalgorithm = \"ip_hash\"\nhash_key = \"header:X-User\"\n");
+        let e = Config::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("balancer.hash_key"), "{e}");
     }
 
     #[test]

@@ -312,12 +312,17 @@ impl Exchange {
                 let max = (env.snapshot.config.retry.max_attempts as usize).min(MAX_ATTEMPTS);
                 let n = self.attempts.backends as usize;
                 let hash = match env.snapshot.config.balancer.hash_key {
-                    crate::config::HashKey::Ip => Some(ip_hash(conn.peer.ip())),
+                    crate::config::HashKey::Ip => env
+                        .snapshot
+                        .balancer
+                        .needs_hash()
+                        .then(|| ip_hash(conn.peer.ip())),
                     crate::config::HashKey::Header(_) => self.req.hash,
                 };
                 let ctx = PickContext {
                     hash,
                     tried: &self.tried[..n],
+                    now: env.now,
                 };
                 let picked = if n < max {
                     env.snapshot.balancer.pick(&env.snapshot.backends, &ctx)
