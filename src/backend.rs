@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+
+use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
 use crate::config::BackendConfig;
@@ -48,8 +50,9 @@ pub struct Backend {
     /// been up since lbd started (no slow start due).
     up_since: AtomicU64,
     admin: AtomicU8,
-    /// Requests currently assigned to it, across workers.
-    pub in_flight: AtomicUsize,
+    /// Requests currently assigned to it, across workers. On its own cache line: every
+    /// worker updates it per request, and it must not slow down reads of `alive`.
+    pub in_flight: CachePadded<AtomicUsize>,
     /// Requests ever assigned to it.
     pub requests_total: AtomicU64,
     /// Upstream connections opened to it.
@@ -75,7 +78,7 @@ impl Backend {
             alive: AtomicBool::new(true),
             up_since: AtomicU64::new(u64::MAX),
             admin: AtomicU8::new(AdminState::Enabled as u8),
-            in_flight: AtomicUsize::new(0),
+            in_flight: CachePadded::new(AtomicUsize::new(0)),
             requests_total: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),

@@ -116,7 +116,10 @@ pub struct Mailbox<T> {
 
 impl<T> Clone for Mailbox<T> {
     fn clone(&self) -> Self {
-        Mailbox { tx: self.tx.clone(), waker: Arc::clone(&self.waker) }
+        Mailbox {
+            tx: self.tx.clone(),
+            waker: Arc::clone(&self.waker),
+        }
     }
 }
 

@@ -76,12 +76,19 @@ impl Server {
             let thread = std::thread::Builder::new()
                 .name(format!("lbd-worker-{id}"))
                 .spawn(move || worker.run())?;
-            handles.push(Handle { mailbox: Mailbox::new(tx, waker), thread: Some(thread) });
+            handles.push(Handle {
+                mailbox: Mailbox::new(tx, waker),
+                thread: Some(thread),
+            });
         }
         let (health_box, health_rx) = health_mailbox;
         let worker_boxes = handles.iter().map(|h| h.mailbox.clone()).collect();
-        let checker = HealthChecker::new(health_poll, health_rx, Arc::clone(&snapshot), worker_boxes);
-        let health = Handle { mailbox: health_box, thread: Some(checker.spawn()?) };
+        let checker =
+            HealthChecker::new(health_poll, health_rx, Arc::clone(&snapshot), worker_boxes);
+        let health = Handle {
+            mailbox: health_box,
+            thread: Some(checker.spawn()?),
+        };
         log::info!("listening addr={addr} workers={workers}");
         for b in &snapshot.backends {
             log::info!(
@@ -163,7 +170,10 @@ impl Drop for Server {
 }
 
 /// A channel whose receiver belongs to the thread polling `poll`, woken through `token`.
-fn mailbox<T>(poll: &Poll, token: mio::Token) -> io::Result<(Mailbox<T>, crossbeam_channel::Receiver<T>)> {
+fn mailbox<T>(
+    poll: &Poll,
+    token: mio::Token,
+) -> io::Result<(Mailbox<T>, crossbeam_channel::Receiver<T>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let waker = Arc::new(Waker::new(poll.registry(), token)?);
     Ok((Mailbox::new(tx, waker), rx))

@@ -6,4 +6,5 @@ mod util;
 mod balance;
 mod binary;
 mod canned;
+mod failover;
 mod proxy;

@@ -56,7 +56,11 @@ impl HealthChecker {
         HealthChecker {
             poll,
             rx,
-            states: snapshot.backends.iter().map(|b| Hysteresis::new(b.is_alive())).collect(),
+            states: snapshot
+                .backends
+                .iter()
+                .map(|b| Hysteresis::new(b.is_alive()))
+                .collect(),
             probes: (0..n).map(|_| None).collect(),
             snapshot,
             workers,
@@ -66,7 +70,9 @@ impl HealthChecker {
 
     /// Starts the thread.
     pub fn spawn(self) -> io::Result<JoinHandle<()>> {
-        std::thread::Builder::new().name("lbd-health".into()).spawn(move || self.run())
+        std::thread::Builder::new()
+            .name("lbd-health".into())
+            .spawn(move || self.run())
     }
 
     fn run(mut self) {
@@ -83,7 +89,10 @@ impl HealthChecker {
                 .flatten()
                 .map(|p| p.deadline)
                 .fold(self.next_round, Instant::min);
-            if let Err(e) = self.poll.poll(&mut events, Some(next.saturating_duration_since(now))) {
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(next.saturating_duration_since(now)))
+            {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -128,7 +137,11 @@ impl HealthChecker {
             if self.probes[i].is_some() {
                 continue; // still running: its deadline settles it
             }
-            match Probe::start(backend.address, health.path.as_deref(), now + health.timeout) {
+            match Probe::start(
+                backend.address,
+                health.path.as_deref(),
+                now + health.timeout,
+            ) {
                 Ok(mut probe) => {
                     let registered = self.poll.registry().register(
                         &mut probe.stream,
@@ -179,7 +192,9 @@ impl HealthChecker {
             backend.probes_failed.fetch_add(1, Ordering::Relaxed);
             log::debug!("backend={} probe failed: {reason}", backend.name);
         }
-        backend.last_probe.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+        backend
+            .last_probe
+            .store(if ok { 1 } else { 2 }, Ordering::Relaxed);
         let health = &self.snapshot.config.health;
         if let Some(alive) = self.states[i].observe(ok, health.rise, health.fall) {
             self.flip(i, alive, reason);
@@ -190,7 +205,12 @@ impl HealthChecker {
         let backend = &self.snapshot.backends[i];
         let was = backend.set_alive(alive, Instant::now());
         let word = |up: bool| if up { "up" } else { "down" };
-        log::info!("backend={} state={}->{} reason={reason:?}", backend.name, word(was), word(alive));
+        log::info!(
+            "backend={} state={}->{} reason={reason:?}",
+            backend.name,
+            word(was),
+            word(alive)
+        );
         for w in &self.workers {
             w.send(WorkerMsg::BackendChanged { index: i, alive });
         }

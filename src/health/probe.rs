@@ -55,7 +55,13 @@ impl Probe {
             format!("GET {p} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: lbd-health\r\nConnection: close\r\n\r\n")
                 .into_bytes()
         });
-        Ok(Probe { stream, stage: Stage::Connecting, request, response: Vec::new(), deadline })
+        Ok(Probe {
+            stream,
+            stage: Stage::Connecting,
+            request,
+            response: Vec::new(),
+            deadline,
+        })
     }
 
     /// Advances after a readiness event (or at start); edge-triggered, so each stage
@@ -71,7 +77,9 @@ impl Probe {
                     }
                     match self.stream.peer_addr() {
                         Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => return Verdict::Pending,
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                            return Verdict::Pending
+                        }
                         Err(e) => return Verdict::Unhealthy(format!("connect: {e}")),
                     }
                     if self.request.is_none() {
@@ -104,8 +112,9 @@ impl Probe {
                         Io::Progress(n) => self.response.extend_from_slice(&buf[..n]),
                         Io::WouldBlock => return Verdict::Pending,
                         Io::Closed => {
-                            return judge_status_line(&self.response)
-                                .unwrap_or_else(|| Verdict::Unhealthy("closed before a status line".into()))
+                            return judge_status_line(&self.response).unwrap_or_else(|| {
+                                Verdict::Unhealthy("closed before a status line".into())
+                            })
                         }
                         Io::Failed(e) => return Verdict::Unhealthy(format!("read: {e}")),
                     }
@@ -140,10 +149,22 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        assert_eq!(judge_status_line(b"HTTP/1.1 200 OK\r\n"), Some(Verdict::Healthy));
-        assert_eq!(judge_status_line(b"HTTP/1.0 302 Found\r\n"), Some(Verdict::Healthy));
-        assert_eq!(judge_status_line(b"HTTP/1.1 500 Oops\r\n"), Some(Verdict::Unhealthy("status 500".into())));
+        assert_eq!(
+            judge_status_line(b"HTTP/1.1 200 OK\r\n"),
+            Some(Verdict::Healthy)
+        );
+        assert_eq!(
+            judge_status_line(b"HTTP/1.0 302 Found\r\n"),
+            Some(Verdict::Healthy)
+        );
+        assert_eq!(
+            judge_status_line(b"HTTP/1.1 500 Oops\r\n"),
+            Some(Verdict::Unhealthy("status 500".into()))
+        );
         assert_eq!(judge_status_line(b"HTTP/1.1 20"), None);
-        assert!(matches!(judge_status_line(b"SSH-2.0\r\n"), Some(Verdict::Unhealthy(_))));
+        assert!(matches!(
+            judge_status_line(b"SSH-2.0\r\n"),
+            Some(Verdict::Unhealthy(_))
+        ));
     }
 }

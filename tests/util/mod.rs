@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -98,6 +99,8 @@ pub struct TestBackend {
     /// Every request received, in order.
     pub received: Arc<Mutex<Vec<Req>>>,
     stop: Arc<AtomicBool>,
+    /// Open connections (clones, removed when their thread ends), so `kill` can cut them.
+    open: Arc<Mutex<HashMap<usize, TcpStream>>>,
 }
 
 impl TestBackend {
@@ -126,12 +129,14 @@ impl TestBackend {
         let requests = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(Mutex::new(HashMap::new()));
         let b = TestBackend {
             addr,
             connections: connections.clone(),
             requests: requests.clone(),
             received: received.clone(),
             stop: stop.clone(),
+            open: open.clone(),
         };
         thread::spawn(move || {
             for stream in listener.incoming() {
@@ -139,11 +144,20 @@ impl TestBackend {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                connections.fetch_add(1, Ordering::SeqCst);
-                let (handler, requests, received) =
-                    (handler.clone(), requests.clone(), received.clone());
+                let id = connections.fetch_add(1, Ordering::SeqCst);
+                if let Ok(clone) = stream.try_clone() {
+                    open.lock().unwrap().insert(id, clone);
+                }
+                let (handler, requests, received, open) = (
+                    handler.clone(),
+                    requests.clone(),
+                    received.clone(),
+                    open.clone(),
+                );
                 thread::spawn(move || {
                     let _ = serve_conn(stream, &*handler, &requests, &received);
+                    // Dropping the clone too is what actually closes the socket.
+                    open.lock().unwrap().remove(&id);
                 });
             }
         });
@@ -154,6 +168,19 @@ impl TestBackend {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr);
+    }
+
+    /// Dies: stops listening and cuts every open connection.
+    pub fn kill(&self) {
+        self.stop();
+        for (_, s) in self.open.lock().unwrap().drain() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        // The port is closed once a connect is refused.
+        assert!(wait_until(Duration::from_secs(10), || TcpStream::connect(
+            self.addr
+        )
+        .is_err()));
     }
 
     pub fn received(&self) -> Vec<Req> {
