@@ -1,13 +1,14 @@
 //! A configured origin server and the lock-free state every worker reads and updates.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
 use crate::config::BackendConfig;
+use crate::metrics::ResponseStats;
 
 /// Operator-set admission state of a backend (spec §6 drain/enable/disable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,23 @@ pub enum AdminState {
 }
 
 impl AdminState {
+    /// Every state, for metrics.
+    pub const ALL: [AdminState; 3] = [
+        AdminState::Enabled,
+        AdminState::Draining,
+        AdminState::Disabled,
+    ];
+
+    /// Parses the admin API's verb (`enable`, `drain`, `disable`).
+    pub fn from_verb(verb: &str) -> Option<AdminState> {
+        match verb {
+            "enable" => Some(AdminState::Enabled),
+            "drain" => Some(AdminState::Draining),
+            "disable" => Some(AdminState::Disabled),
+            _ => None,
+        }
+    }
+
     /// Lower-case name used in metrics and JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,6 +83,12 @@ pub struct Backend {
     pub probes_failed: AtomicU64,
     /// Last probe: 0 none yet, 1 passed, 2 failed.
     pub last_probe: AtomicU8,
+    /// Attempts on it that were retried (elsewhere or on a fresh connection).
+    pub retries_total: AtomicU64,
+    /// Pooled idle connections to it, all workers.
+    idle: AtomicI64,
+    /// Answers relayed from it, by status, with durations.
+    pub responses: ResponseStats,
 }
 
 impl Backend {
@@ -85,6 +109,9 @@ impl Backend {
             probes_ok: AtomicU64::new(0),
             probes_failed: AtomicU64::new(0),
             last_probe: AtomicU8::new(0),
+            retries_total: AtomicU64::new(0),
+            idle: AtomicI64::new(0),
+            responses: ResponseStats::default(),
         }
     }
 
@@ -135,6 +162,25 @@ impl Backend {
     /// Alive and enabled: may be picked for a new request.
     pub fn is_eligible(&self) -> bool {
         self.is_alive() && self.admin_state() == AdminState::Enabled
+    }
+
+    /// Pooled idle connections to it right now.
+    pub fn idle_connections(&self) -> i64 {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    /// Adjusts the idle-connection gauge (pool put: +1, take or close: -1).
+    pub fn add_idle(&self, delta: i64) {
+        self.idle.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Last probe result as a word: `none`, `ok` or `failed`.
+    pub fn last_probe_str(&self) -> &'static str {
+        match self.last_probe.load(Ordering::Relaxed) {
+            0 => "none",
+            1 => "ok",
+            _ => "failed",
+        }
     }
 
     /// Requests in flight right now.

@@ -3,6 +3,8 @@
 //! Start one with [`Server::start`] from a [`Config`]; the `lbd` binary is a thin shell
 //! over this library. See `docs/architecture.md` for how the pieces fit.
 
+pub mod access;
+pub mod admin;
 pub mod backend;
 pub mod balance;
 pub mod buffer;
@@ -12,6 +14,7 @@ pub mod control;
 pub mod demo;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod net;
 pub mod pool;
 pub mod retry;

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(path) => match Config::load(&path) {
-            Ok(config) => run(config),
+            Ok(config) => run(config, Some(&path)),
             Err(e) => {
                 eprintln!("lbd: {}: {e}", path.display());
                 ExitCode::FAILURE
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
 }
 
 /// Runs until SIGINT/SIGTERM, then shuts down gracefully; a second signal exits at once.
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, path: Option<&std::path::Path>) -> ExitCode {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Registered before the workers start, so no signal finds the default handler.
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
@@ -56,7 +56,11 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::start(config) {
+    let started = match path {
+        Some(path) => Server::start_from_file(config, path),
+        None => Server::start(config),
+    };
+    let server = match started {
         Ok(server) => server,
         Err(e) => {
             eprintln!("lbd: {e}");
@@ -65,7 +69,8 @@ fn run(config: Config) -> ExitCode {
     };
     for signal in signals.forever() {
         if signal == SIGHUP {
-            log::warn!("reload requested, but reloading is not supported yet: ignored");
+            // Errors are logged and counted by the reload itself; the old config stays.
+            let _ = server.reload();
             continue;
         }
         log::info!("signal={signal} received");
@@ -101,5 +106,5 @@ fn demo() -> ExitCode {
         return ExitCode::FAILURE;
     }
     println!("demo: try  for i in 1 2 3 4; do curl -s localhost:8080/; done");
-    run(config)
+    run(config, None)
 }

@@ -118,7 +118,11 @@ impl HealthChecker {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 HealthMsg::Shutdown => return false,
-                HealthMsg::ReportDown { index } => {
+                HealthMsg::Reload(snapshot) => self.install(snapshot),
+                HealthMsg::ReportDown { generation, index } => {
+                    if generation != self.snapshot.generation {
+                        continue; // the index belongs to an older snapshot
+                    }
                     if let Some(state) = self.states.get_mut(index) {
                         if state.force_down() {
                             self.flip(index, false, "connect retries exhausted");
@@ -128,6 +132,32 @@ impl HealthChecker {
             }
         }
         true
+    }
+
+    /// Switches to a reloaded snapshot: carried-over backends keep their hysteresis, new
+    /// ones start from their current verdict; probes in flight are dropped and a round
+    /// starts at once.
+    fn install(&mut self, snapshot: Arc<Snapshot>) {
+        for i in 0..self.probes.len() {
+            if let Some(mut probe) = self.probes[i].take() {
+                let _ = self.poll.registry().deregister(&mut probe.stream);
+            }
+        }
+        let states = snapshot
+            .backends
+            .iter()
+            .map(|b| {
+                self.snapshot
+                    .backends
+                    .iter()
+                    .position(|old| Arc::ptr_eq(old, b))
+                    .map_or(Hysteresis::new(b.is_alive()), |i| self.states[i])
+            })
+            .collect();
+        self.states = states;
+        self.probes = (0..snapshot.backends.len()).map(|_| None).collect();
+        self.snapshot = snapshot;
+        self.next_round = Instant::now();
     }
 
     fn start_round(&mut self, now: Instant) {
@@ -212,7 +242,11 @@ impl HealthChecker {
             word(alive)
         );
         for w in &self.workers {
-            w.send(WorkerMsg::BackendChanged { index: i, alive });
+            w.send(WorkerMsg::BackendChanged {
+                generation: self.snapshot.generation,
+                index: i,
+                alive,
+            });
         }
     }
 }

@@ -3,9 +3,10 @@
 //! retry what the policy allows, and leave both connections in a clean state.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use super::Conn;
+use crate::access::{self, RequestInfo};
 use crate::balance::PickContext;
 use crate::http::body::{self, Decoder, Encoder};
 use crate::http::request::{fnv1a, Method, RequestHead};
@@ -49,7 +50,8 @@ pub struct Exchange {
     /// Request payload bytes read from the client (checked against `limits.body_bytes`).
     body_read: u64,
     replayable: bool,
-    backend: Option<usize>,
+    /// The backend holding this exchange's in-flight slot: (snapshot generation, index).
+    backend: Option<(u64, usize)>,
     upstream: Option<usize>,
     tried: [usize; MAX_ATTEMPTS],
     attempts: Attempts,
@@ -75,12 +77,25 @@ pub struct Exchange {
     resp: Option<ResponseHead>,
     resp_dec: Decoder,
     resp_enc: Encoder,
+    /// Response payload bytes relayed.
+    resp_bytes: u64,
+    /// Attempts retried.
+    retries: u32,
+    /// Metrics and access log are written (once).
+    concluded: bool,
+    /// Logged request fields, when the access log is on.
+    access: Option<Box<RequestInfo>>,
     started: Instant,
 }
 
 impl Exchange {
     /// Starts an exchange for a parsed head; `conn.upstream_out` holds lbd's request head.
-    pub fn new(req: RequestHead, conn: &mut Conn, env: &mut Env) -> Exchange {
+    pub fn new(
+        req: RequestHead,
+        access: Option<Box<RequestInfo>>,
+        conn: &mut Conn,
+        env: &mut Env,
+    ) -> Exchange {
         conn.upstream_in.ensure(&mut env.bufs);
         conn.upstream_in.clear();
         conn.client_out.ensure(&mut env.bufs);
@@ -109,6 +124,10 @@ impl Exchange {
             resp: None,
             resp_dec: Decoder::Done,
             resp_enc: Encoder::Identity,
+            resp_bytes: 0,
+            retries: 0,
+            concluded: false,
+            access,
             started: env.now,
         }
     }
@@ -183,7 +202,7 @@ impl Exchange {
             log::debug!("client={} stalled mid-exchange", conn.peer);
             return if self.resp.is_none() && !conn.broken {
                 self.release_upstream(false, env);
-                self.release_backend(env);
+                self.conclude(conn, env, 408, "timeout");
                 Canned::RequestTimeout.write(&mut conn.client_out, true, false);
                 Outcome::Finished { keep_alive: false }
             } else {
@@ -216,9 +235,11 @@ impl Exchange {
 
     /// Lets go of the upstream and backend slot without answering (the client is gone or
     /// the response was cut).
-    pub fn abandon(&mut self, _conn: &mut Conn, env: &mut Env) {
+    pub fn abandon(&mut self, conn: &mut Conn, env: &mut Env, reason: &'static str) {
         self.release_upstream(false, env);
-        self.release_backend(env);
+        // 499, as nginx logs it: the client closed before a response began.
+        let status = self.resp.map_or(499, |h| h.status);
+        self.conclude(conn, env, status, reason);
     }
 
     fn is_blocked_on_client(conn: &Conn) -> bool {
@@ -237,7 +258,7 @@ impl Exchange {
 
     fn backend_name<'e>(&self, env: &'e Env) -> &'e str {
         self.backend
-            .map_or("-", |b| env.snapshot.backends[b].name.as_str())
+            .map_or("-", |(g, b)| env.backend(g, b).name.as_str())
     }
 
     /// Moves request body bytes from `client_in` to `upstream_out`.
@@ -296,18 +317,19 @@ impl Exchange {
     /// The request body is unacceptable: answer (if nothing was sent yet) and close.
     fn refuse_body(&mut self, canned: Canned, conn: &mut Conn, env: &mut Env) -> Outcome {
         self.release_upstream(false, env);
-        self.release_backend(env);
         if self.resp.is_some() {
+            self.abandon(conn, env, "bad_request");
             return Outcome::Abort;
         }
+        self.conclude(conn, env, canned.status(), reason_for(canned));
         canned.write(&mut conn.client_out, true, self.req.method == Method::Head);
         Outcome::Finished { keep_alive: false }
     }
 
     /// Picks a backend if needed and gets a connection to it.
     fn attach(&mut self, sid: usize, conn: &mut Conn, env: &mut Env) -> Outcome {
-        let backend = match self.backend {
-            Some(b) => b,
+        let (generation, backend) = match self.backend {
+            Some(held) => held,
             None => {
                 let max = (env.snapshot.config.retry.max_attempts as usize).min(MAX_ATTEMPTS);
                 let n = self.attempts.backends as usize;
@@ -336,17 +358,18 @@ impl Exchange {
                 let backend = &env.snapshot.backends[b];
                 backend.in_flight.fetch_add(1, Ordering::Relaxed);
                 backend.requests_total.fetch_add(1, Ordering::Relaxed);
+                let generation = env.hold();
                 self.tried[n] = b;
                 self.attempts = Attempts {
                     backends: n as u32 + 1,
                     connects: 0,
                     fresh_retry_used: false,
                 };
-                self.backend = Some(b);
-                b
+                self.backend = Some((generation, b));
+                (generation, b)
             }
         };
-        if !self.fresh_next {
+        if !self.fresh_next && generation == env.generation {
             if let Some(uid) = env.take_pooled(backend, sid) {
                 self.start_attempt(uid, conn, env);
                 return Outcome::Continue(true);
@@ -354,17 +377,14 @@ impl Exchange {
         }
         self.fresh_next = false;
         self.attempts.connects += 1;
-        match env.open_upstream(backend, sid) {
+        match env.open_upstream(generation, backend, sid) {
             Ok(uid) => {
                 self.connect_deadline = env.now + env.snapshot.config.timeouts.connect;
                 self.start_attempt(uid, conn, env);
                 Outcome::Continue(true)
             }
             Err(e) => {
-                log::debug!(
-                    "backend={} connect failed: {e}",
-                    env.snapshot.backends[backend].name
-                );
+                log::debug!("backend={} connect failed: {e}", self.backend_name(env));
                 self.fail(Failure::Connect, conn, env)
             }
         }
@@ -557,6 +577,7 @@ impl Exchange {
             Ok(t) => {
                 conn.upstream_in.advance(t.consumed);
                 conn.upstream_in.reset_if_empty();
+                self.resp_bytes += t.payload as u64;
                 *progress |= t.consumed > 0;
                 if t.done {
                     return self.finish(head, conn, env);
@@ -579,25 +600,20 @@ impl Exchange {
             && conn.upstream_in.is_empty()
             && !self.upstream_eof;
         self.release_upstream(reusable, env);
-        self.release_backend(env);
+        self.conclude(conn, env, head.status, "ok");
         let keep_alive =
             head.client_keep_alive && self.req_dec.is_done() && !self.request_abandoned;
-        log::trace!(
-            "client={} status={} duration={:?}",
-            conn.peer,
-            head.status,
-            env.now.saturating_duration_since(self.started)
-        );
         Outcome::Finished { keep_alive }
     }
 
     /// Answers with a canned response (nothing of a response has reached the client).
     fn give_up(&mut self, canned: Canned, conn: &mut Conn, env: &mut Env) -> Outcome {
         self.release_upstream(false, env);
-        self.release_backend(env);
         if self.resp.is_some() {
+            self.abandon(conn, env, "upstream_error");
             return Outcome::Abort;
         }
+        self.conclude(conn, env, canned.status(), reason_for(canned));
         let keep_alive = self.req.keep_alive && self.req_dec.is_done() && !env.shutting_down;
         canned.write(
             &mut conn.client_out,
@@ -610,13 +626,13 @@ impl Exchange {
     /// An attempt failed before any response: retry as the policy says, or answer.
     fn fail(&mut self, failure: Failure, conn: &mut Conn, env: &mut Env) -> Outcome {
         self.release_upstream(false, env);
-        if let Some(b) = self.backend {
-            env.snapshot.backends[b]
+        if let Some((g, b)) = self.backend {
+            env.backend(g, b)
                 .failures_total
                 .fetch_add(1, Ordering::Relaxed);
         }
         if self.resp.is_some() {
-            self.release_backend(env);
+            self.abandon(conn, env, "upstream_error");
             return Outcome::Abort;
         }
         let replayable =
@@ -633,6 +649,12 @@ impl Exchange {
                 conn.upstream_out.rewind_to(0);
             }
             env.stats.retries += 1;
+            self.retries += 1;
+            if let Some((g, b)) = self.backend {
+                env.backend(g, b)
+                    .retries_total
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
         match next {
             Next::SameBackend(delay) => {
@@ -646,8 +668,8 @@ impl Exchange {
             }
             Next::NextBackend { mark_down } => {
                 if mark_down {
-                    if let Some(b) = self.backend {
-                        env.report_down(b);
+                    if let Some((g, b)) = self.backend {
+                        env.report_down(g, b);
                     }
                 }
                 self.release_backend(env);
@@ -664,11 +686,52 @@ impl Exchange {
     }
 
     fn release_backend(&mut self, env: &mut Env) {
-        if let Some(b) = self.backend.take() {
-            env.snapshot.backends[b]
-                .in_flight
-                .fetch_sub(1, Ordering::Relaxed);
+        if let Some((g, b)) = self.backend.take() {
+            env.backend(g, b).in_flight.fetch_sub(1, Ordering::Relaxed);
+            env.unhold(g);
         }
+    }
+
+    /// Records the exchange's end once (metrics, access log), then frees its backend slot.
+    fn conclude(&mut self, conn: &Conn, env: &mut Env, status: u16, reason: &'static str) {
+        if !self.concluded {
+            self.concluded = true;
+            let duration = env.now.saturating_duration_since(self.started);
+            let backend = self.backend.map(|(g, b)| env.backend(g, b));
+            match backend {
+                Some(b) => b.responses.record(status, duration),
+                None => env.shared.unrouted.record(status, duration),
+            }
+            if let (Some(log), Some(request)) = (env.access_log(), &self.access) {
+                let entry = access::Entry {
+                    client: conn.peer.ip(),
+                    request,
+                    status,
+                    body_bytes: self.resp_bytes,
+                    upstream: backend.map(|b| b.address),
+                    upstream_status: self.resp.map(|h| h.status),
+                    duration: duration.as_secs_f64(),
+                    retries: self.retries,
+                    reason,
+                };
+                let _ = log.try_send(access::format(&entry, SystemTime::now()));
+            }
+        }
+        self.release_backend(env);
+    }
+}
+
+/// The access log's `reason` word for a canned response.
+pub fn reason_for(canned: Canned) -> &'static str {
+    match canned {
+        Canned::BadRequest
+        | Canned::UriTooLong
+        | Canned::HeadersTooLarge
+        | Canned::NotImplemented => "bad_request",
+        Canned::ContentTooLarge => "body_too_large",
+        Canned::RequestTimeout | Canned::GatewayTimeout => "timeout",
+        Canned::BadGateway => "upstream_error",
+        Canned::ServiceUnavailable => "no_backend",
     }
 }
 

@@ -16,6 +16,7 @@ use mio::net::TcpStream;
 pub use exchange::Exchange;
 use exchange::Outcome;
 
+use crate::access::{self, RequestInfo};
 use crate::buffer::Buffer;
 use crate::http::{self, Canned, RequestError};
 use crate::net::{self, Io};
@@ -197,6 +198,7 @@ impl Session {
             Phase::Head { started, .. } => {
                 if *started && self.conn.client_out.is_empty() {
                     log::debug!("client={} header timeout", self.conn.peer);
+                    self.record_refusal(Canned::RequestTimeout, None, env);
                     self.respond_and_close(Canned::RequestTimeout, env);
                 } else {
                     log::debug!("client={} idle timeout", self.conn.peer);
@@ -219,7 +221,7 @@ impl Session {
     /// Releases everything the session holds (upstream, backend slot, buffers).
     pub fn close(&mut self, env: &mut Env) {
         if let Phase::Exchange(x) = &mut self.phase {
-            x.abandon(&mut self.conn, env);
+            x.abandon(&mut self.conn, env, "closed");
         }
         self.phase = Phase::Done;
         let c = &mut self.conn;
@@ -289,7 +291,7 @@ impl Session {
             }
             Outcome::Abort => {
                 if let Phase::Exchange(x) = &mut self.phase {
-                    x.abandon(&mut self.conn, env);
+                    x.abandon(&mut self.conn, env, "upstream_error");
                 }
                 self.phase = Phase::Done;
                 true
@@ -306,6 +308,26 @@ impl Session {
             shut: false,
             drained: 0,
         };
+    }
+
+    /// Counts (and logs) an answer lbd made before any exchange began.
+    fn record_refusal(&self, canned: Canned, info: Option<RequestInfo>, env: &mut Env) {
+        env.shared.unrouted.record(canned.status(), Duration::ZERO);
+        if let Some(log) = env.access_log() {
+            let request = info.unwrap_or_default();
+            let entry = access::Entry {
+                client: self.conn.peer.ip(),
+                request: &request,
+                status: canned.status(),
+                body_bytes: 0,
+                upstream: None,
+                upstream_status: None,
+                duration: 0.0,
+                retries: 0,
+                reason: exchange::reason_for(canned),
+            };
+            let _ = log.try_send(access::format(&entry, std::time::SystemTime::now()));
+        }
     }
 
     /// Queues a canned response and closes after it (spec §7.7).
@@ -357,6 +379,7 @@ impl Session {
             *scanned = data.len();
             if data.len() >= limits.head_bytes || conn.client_in.room() == 0 {
                 let canned = too_large(data, limits.head_bytes);
+                self.record_refusal(canned, None, env);
                 self.respond_and_close(canned, env);
                 return true;
             }
@@ -369,6 +392,7 @@ impl Session {
         };
         if end > limits.head_bytes {
             let canned = too_large(data, limits.head_bytes);
+            self.record_refusal(canned, None, env);
             self.respond_and_close(canned, env);
             return true;
         }
@@ -387,14 +411,20 @@ impl Session {
         };
         match http::request::parse(&data[..end], &ctx, &mut conn.upstream_out) {
             Ok(head) => {
+                let access = env
+                    .access_log()
+                    .map(|_| Box::new(RequestInfo::from_head(&data[..end])));
                 conn.client_in.advance(head.head_len);
                 self.requests += 1;
-                self.phase = Phase::Exchange(Exchange::new(head, conn, env));
+                self.phase = Phase::Exchange(Exchange::new(head, access, conn, env));
             }
             Err(e) => {
                 log::debug!("client={} refused request: {e}", conn.peer);
                 conn.upstream_out.clear();
-                self.respond_and_close(canned_for(e), env);
+                let info = RequestInfo::from_head(&data[..end]);
+                let canned = canned_for(e);
+                self.record_refusal(canned, Some(info), env);
+                self.respond_and_close(canned, env);
             }
         }
         true
@@ -445,7 +475,7 @@ impl Session {
                 conn.broken = true;
                 conn.readable = false;
                 if let Phase::Exchange(x) = &mut self.phase {
-                    x.abandon(conn, env);
+                    x.abandon(conn, env, "client_closed");
                 }
                 self.phase = Phase::Done;
                 true
@@ -479,7 +509,7 @@ impl Session {
                 conn.client_out.clear();
                 match &mut self.phase {
                     Phase::Exchange(x) => {
-                        x.abandon(conn, env);
+                        x.abandon(conn, env, "client_closed");
                         self.phase = Phase::Done;
                     }
                     _ => self.phase = Phase::Done,

@@ -17,6 +17,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry};
 use slab::Slab;
 
+use crate::backend::Backend;
 use crate::buffer::BufPool;
 use crate::control::{HealthMsg, Mailbox, Shared, Snapshot, WorkerMsg};
 use crate::net::{self, Io};
@@ -61,10 +62,15 @@ pub struct Env {
     pub bufs: BufPool,
     /// Deadlines.
     pub timers: Timers,
-    /// The configuration in force.
+    /// The configuration in force for new requests.
     pub snapshot: Arc<Snapshot>,
-    /// Bumped on every new snapshot; pooled connections of older ones are not reused.
+    /// `snapshot.generation`.
     pub generation: u64,
+    /// Backend slots held by exchanges under `snapshot`.
+    pub holders: usize,
+    /// Earlier snapshots that exchanges on this worker still hold backend slots in, with
+    /// their holder counts; dropped when the count reaches zero.
+    pub retired: Vec<(Arc<Snapshot>, usize)>,
     /// Process-wide counters.
     pub shared: Arc<Shared>,
     /// This worker's counters not yet added to `shared`.
@@ -75,28 +81,78 @@ pub struct Env {
     pub shutting_down: bool,
     /// Where passive down-marks go (the health thread), when there is one.
     pub health: Option<Mailbox<HealthMsg>>,
+    /// Where access-log lines go, when the access log is on.
+    pub access_log: Option<crossbeam_channel::Sender<String>>,
 }
 
 impl Env {
-    /// A pooled connection to `backend`, now owned by session `owner`.
-    pub fn take_pooled(&mut self, backend: usize, owner: usize) -> Option<usize> {
-        while let Some(uid) = self.pool.take(backend) {
-            let up = &mut self.upstreams[uid];
-            if up.generation != self.generation {
-                self.close_upstream(uid);
-                continue;
-            }
-            up.owner = Some(owner);
-            up.idle_deadline = None;
-            return Some(uid);
+    /// The backend `index` of snapshot `generation` (current or retired but held).
+    pub fn backend(&self, generation: u64, index: usize) -> &Arc<Backend> {
+        if generation == self.generation {
+            return &self.snapshot.backends[index];
         }
-        None
+        let (snapshot, _) = self
+            .retired
+            .iter()
+            .find(|(s, _)| s.generation == generation)
+            .expect("a held generation is kept");
+        &snapshot.backends[index]
     }
 
-    /// Starts a connect to `backend` for session `owner`.
-    pub fn open_upstream(&mut self, backend: usize, owner: usize) -> io::Result<usize> {
-        let b = &self.snapshot.backends[backend];
-        let mut up = Upstream::connect(b.address, backend, self.generation, owner)?;
+    /// Records that an exchange took a backend slot under the current snapshot.
+    pub fn hold(&mut self) -> u64 {
+        self.holders += 1;
+        self.generation
+    }
+
+    /// Releases a slot taken under `generation`; a retired snapshot nobody holds is dropped.
+    pub fn unhold(&mut self, generation: u64) {
+        if generation == self.generation {
+            self.holders -= 1;
+            return;
+        }
+        if let Some(i) = self
+            .retired
+            .iter()
+            .position(|(s, _)| s.generation == generation)
+        {
+            self.retired[i].1 -= 1;
+            if self.retired[i].1 == 0 {
+                self.retired.swap_remove(i);
+            }
+        }
+    }
+
+    /// Puts a new snapshot in force; exchanges in progress keep theirs.
+    pub fn install(&mut self, snapshot: Arc<Snapshot>) {
+        self.clear_pool(None);
+        let old = std::mem::replace(&mut self.snapshot, snapshot);
+        if self.holders > 0 {
+            self.retired.push((old, self.holders));
+        }
+        self.holders = 0;
+        self.generation = self.snapshot.generation;
+    }
+
+    /// A pooled connection to `backend`, now owned by session `owner`.
+    pub fn take_pooled(&mut self, backend: usize, owner: usize) -> Option<usize> {
+        let uid = self.pool.take(backend)?;
+        self.snapshot.backends[backend].add_idle(-1);
+        let up = &mut self.upstreams[uid];
+        up.owner = Some(owner);
+        up.idle_deadline = None;
+        Some(uid)
+    }
+
+    /// Starts a connect to backend `index` of snapshot `generation` for session `owner`.
+    pub fn open_upstream(
+        &mut self,
+        generation: u64,
+        index: usize,
+        owner: usize,
+    ) -> io::Result<usize> {
+        let b = Arc::clone(self.backend(generation, index));
+        let mut up = Upstream::connect(b.address, index, generation, owner)?;
         let entry = self.upstreams.vacant_entry();
         let uid = entry.key();
         self.registry.register(
@@ -121,19 +177,20 @@ impl Env {
             self.timers
                 .arm(TimerKey::Upstream(uid), deadline, &mut up.armed);
             if self.pool.put(up.backend, uid) {
+                self.snapshot.backends[up.backend].add_idle(1);
                 return;
             }
         }
         self.close_upstream(uid);
     }
 
-    /// Spec §7.4: only a connection to an alive backend, of this snapshot, with no
-    /// pending input (no stray bytes, no EOF) may idle in the pool.
+    /// Spec §7.4: only a connection of this snapshot to a backend that may be picked,
+    /// with no pending input (no stray bytes, no EOF), may idle in the pool.
     fn pool_accepts(&mut self, uid: usize) -> bool {
         let up = &mut self.upstreams[uid];
         if up.read_closed
             || up.generation != self.generation
-            || !self.snapshot.backends[up.backend].is_alive()
+            || !self.snapshot.backends[up.backend].is_eligible()
         {
             return false;
         }
@@ -147,16 +204,44 @@ impl Env {
         true
     }
 
-    /// Closes an upstream connection (the caller has removed it from the pool).
+    /// Closes a pooled connection that expired, closed or may no longer be used.
+    pub fn discard_pooled(&mut self, uid: usize) {
+        let backend = self.upstreams[uid].backend;
+        self.pool.remove(backend, uid);
+        self.snapshot.backends[backend].add_idle(-1);
+        self.close_upstream(uid);
+    }
+
+    /// Closes the pooled connections to one backend (`Some`) or to all (`None`).
+    pub fn clear_pool(&mut self, backend: Option<usize>) {
+        let uids = match backend {
+            Some(b) => self.pool.drain_backend(b),
+            None => self.pool.drain_all(),
+        };
+        for uid in uids {
+            let b = self.upstreams[uid].backend;
+            self.snapshot.backends[b].add_idle(-1);
+            self.close_upstream(uid);
+        }
+    }
+
+    /// Closes an upstream connection (not pooled).
     pub fn close_upstream(&mut self, uid: usize) {
         let mut up = self.upstreams.remove(uid);
         let _ = self.registry.deregister(&mut up.stream);
     }
 
+    /// The access-log channel, when `log.access` is on in the snapshot in force.
+    pub fn access_log(&self) -> Option<&crossbeam_channel::Sender<String>> {
+        self.access_log
+            .as_ref()
+            .filter(|_| self.snapshot.config.log.access)
+    }
+
     /// Reports a backend whose connects keep failing.
-    pub fn report_down(&mut self, backend: usize) {
+    pub fn report_down(&mut self, generation: u64, index: usize) {
         if let Some(health) = &self.health {
-            health.send(HealthMsg::ReportDown { index: backend });
+            health.send(HealthMsg::ReportDown { generation, index });
         }
     }
 }
@@ -177,6 +262,8 @@ pub struct WorkerSetup {
     pub shared: Arc<Shared>,
     /// Health thread, for passive marking.
     pub health: Option<Mailbox<HealthMsg>>,
+    /// Access-log writer, when the access log is on.
+    pub access_log: Option<crossbeam_channel::Sender<String>>,
 }
 
 /// One event-loop thread's state.
@@ -209,6 +296,7 @@ impl Worker {
             snapshot,
             shared,
             health,
+            access_log,
         } = setup;
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
@@ -224,13 +312,16 @@ impl Worker {
                 pool: UpstreamPool::default(),
                 bufs: BufPool::new(size, SPARE_BUFFERS),
                 timers: Timers::default(),
+                generation: snapshot.generation,
                 snapshot,
-                generation: 0,
+                holders: 0,
+                retired: Vec::new(),
                 shared,
                 stats: LocalStats::default(),
                 now: Instant::now(),
                 shutting_down: false,
                 health,
+                access_log,
             },
             poll,
             listener: Some(listener),
@@ -345,9 +436,7 @@ impl Worker {
             up.readable = false;
             return;
         }
-        let backend = up.backend;
-        self.env.pool.remove(backend, uid);
-        self.env.close_upstream(uid);
+        self.env.discard_pooled(uid);
     }
 
     fn accept(&mut self) {
@@ -474,9 +563,7 @@ impl Worker {
                     up.armed = None;
                     match up.idle_deadline {
                         Some(deadline) if up.owner.is_none() && deadline <= now => {
-                            let backend = up.backend;
-                            self.env.pool.remove(backend, uid);
-                            self.env.close_upstream(uid);
+                            self.env.discard_pooled(uid);
                         }
                         Some(deadline) if up.owner.is_none() => {
                             self.env.timers.arm(key, deadline, &mut up.armed);
@@ -507,11 +594,14 @@ impl Worker {
         while let Ok(msg) = self.control.try_recv() {
             match msg {
                 WorkerMsg::Shutdown { deadline } => self.begin_shutdown(deadline),
-                WorkerMsg::BackendChanged { index, alive } => {
-                    if !alive {
-                        for uid in self.env.pool.drain_backend(index) {
-                            self.env.close_upstream(uid);
-                        }
+                WorkerMsg::Reload(snapshot) => self.env.install(snapshot),
+                WorkerMsg::BackendChanged {
+                    generation,
+                    index,
+                    alive,
+                } => {
+                    if !alive && generation == self.env.generation {
+                        self.env.clear_pool(Some(index));
                     }
                 }
             }
@@ -528,9 +618,7 @@ impl Worker {
             let _ = self.env.registry.deregister(&mut listener);
         }
         self.accept_ready = false;
-        for uid in self.env.pool.drain_all() {
-            self.env.close_upstream(uid);
-        }
+        self.env.clear_pool(None);
         let idle: Vec<usize> = self
             .sessions
             .iter()
@@ -551,9 +639,7 @@ impl Worker {
         for sid in sids {
             self.remove_session(sid);
         }
-        for uid in self.env.pool.drain_all() {
-            self.env.close_upstream(uid);
-        }
+        self.env.clear_pool(None);
         self.flush_stats();
     }
 
