@@ -7,4 +7,6 @@ mod balance;
 mod binary;
 mod canned;
 mod failover;
+mod hardening;
+mod ops;
 mod proxy;

@@ -132,6 +132,20 @@ pub enum Algorithm {
     IpHash,
 }
 
+impl Algorithm {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::WeightedRoundRobin => "weighted_round_robin",
+            Algorithm::LeastConnections => "least_connections",
+            Algorithm::PowerOfTwo => "power_of_two",
+            Algorithm::ConsistentHash => "consistent_hash",
+            Algorithm::IpHash => "ip_hash",
+        }
+    }
+}
+
 /// What `consistent_hash` hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum HashKey {

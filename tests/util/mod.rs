@@ -266,11 +266,21 @@ fn serve_conn(
     }
 }
 
+/// Reads one line into `line` (cleared first), replacing bytes that are not UTF-8 (a
+/// header value may carry obs-text); returns the bytes read.
+fn read_line_lossy(reader: &mut impl BufRead, line: &mut String) -> io::Result<usize> {
+    let mut bytes = Vec::new();
+    let n = reader.read_until(b'\n', &mut bytes)?;
+    line.clear();
+    line.push_str(&String::from_utf8_lossy(&bytes));
+    Ok(n)
+}
+
 /// Reads a request head; `None` at a clean EOF.
 fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Req>> {
     let mut raw = String::new();
     let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
+    if read_line_lossy(reader, &mut line)? == 0 {
         return Ok(None);
     }
     raw.push_str(&line);
@@ -282,8 +292,7 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Req>> {
         ..Req::default()
     };
     loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        if read_line_lossy(reader, &mut line)? == 0 {
             return Ok(None);
         }
         raw.push_str(&line);
@@ -408,6 +417,18 @@ impl Client {
     pub fn get(&mut self, path: &str) -> Resp {
         self.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
         self.response(false)
+    }
+
+    /// Sends a GET and reports whether a 2xx arrived (false on any failure).
+    pub fn send_get_checked(&mut self) -> bool {
+        if self
+            .stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        matches!(self.try_response(false), Ok(r) if (200..300).contains(&r.status))
     }
 
     /// Reads one response; `head_request` means no body follows.
