@@ -125,17 +125,18 @@ pub fn parse(
     };
     let client_keep_alive = ctx.client_keep_alive && client_framing != Framing::Close;
 
+    let head = ResponseHead {
+        head_len,
+        status,
+        interim,
+        upstream_framing,
+        client_framing,
+        upstream_keep_alive,
+        client_keep_alive,
+    };
     if interim && ctx.client_minor == 0 {
         // RFC 9110 §15.2: never send a 1xx response to an HTTP/1.0 client.
-        return Ok(ResponseHead {
-            head_len,
-            status,
-            interim,
-            upstream_framing,
-            client_framing,
-            upstream_keep_alive,
-            client_keep_alive,
-        });
+        return Ok(head);
     }
 
     out.extend(b"HTTP/1.1 ");
@@ -181,15 +182,7 @@ pub fn parse(
         }
     }
     out.extend(b"\r\n");
-    Ok(ResponseHead {
-        head_len,
-        status,
-        interim,
-        upstream_framing,
-        client_framing,
-        upstream_keep_alive,
-        client_keep_alive,
-    })
+    Ok(head)
 }
 
 /// The standard reason phrase, for heads that came with none.

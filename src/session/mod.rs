@@ -66,6 +66,21 @@ pub struct Conn {
     pub last_client_io: Instant,
 }
 
+impl Conn {
+    /// Drops pending bytes and returns all four buffers' storage to the pool.
+    fn release_buffers(&mut self, bufs: &mut crate::buffer::BufPool) {
+        for b in [
+            &mut self.client_in,
+            &mut self.client_out,
+            &mut self.upstream_in,
+            &mut self.upstream_out,
+        ] {
+            b.clear();
+            b.release(bufs);
+        }
+    }
+}
+
 /// What a session is doing.
 ///
 /// `Exchange` is large, but sessions live in a slab and boxing it would cost an
@@ -224,16 +239,7 @@ impl Session {
             x.abandon(&mut self.conn, env, "closed");
         }
         self.phase = Phase::Done;
-        let c = &mut self.conn;
-        for b in [
-            &mut c.client_in,
-            &mut c.client_out,
-            &mut c.upstream_in,
-            &mut c.upstream_out,
-        ] {
-            b.clear();
-            b.release(&mut env.bufs);
-        }
+        self.conn.release_buffers(&mut env.bufs);
     }
 
     /// Asks the session to finish: idle ones close now, others after their exchange.
@@ -532,16 +538,7 @@ impl Session {
             Phase::Done => env.now,
         };
         if self.is_idle() {
-            let c = &mut self.conn;
-            for b in [
-                &mut c.client_in,
-                &mut c.client_out,
-                &mut c.upstream_in,
-                &mut c.upstream_out,
-            ] {
-                b.clear();
-                b.release(&mut env.bufs);
-            }
+            self.conn.release_buffers(&mut env.bufs);
         }
     }
 }
