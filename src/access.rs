@@ -1,7 +1,7 @@
 //! The access log: one nginx `combined` line per exchange, plus lbd's own fields
 //! (`upstream=`, `upstream_status=`, `duration=`, `retries=`, `reason=`). Workers format a
 //! line and send it over a channel; one writer thread owns stdout, so a slow terminal or
-//! pipe never blocks a worker (a full channel drops lines and counts them).
+//! pipe never blocks a worker (when the channel is full, lines are dropped).
 
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};

@@ -120,7 +120,8 @@ impl Backend {
         self.alive.load(Ordering::Relaxed)
     }
 
-    /// Sets the health verdict; called by the health thread only. Returns the old value.
+    /// Sets the health verdict; called by the health thread only (and by a reload on a
+    /// backend not yet published). Returns the old value.
     /// Coming up records `now` as the start of a slow-start ramp.
     pub fn set_alive(&self, alive: bool, now: Instant) -> bool {
         if alive && !self.is_alive() {

@@ -57,6 +57,7 @@ impl Control {
     /// stays and the error is returned (and counted, and logged).
     pub fn reload(&self) -> Result<(), String> {
         let Some(path) = &self.config_path else {
+            log::warn!("reload ignored: lbd was not started from a configuration file");
             return Err("no configuration file to reload (started from a Config)".into());
         };
         match Config::load(path) {
@@ -81,6 +82,9 @@ impl Control {
                 "reload: server.listen changed to {}; restart to apply",
                 config.server.listen
             );
+        }
+        if config.admin.as_ref().map(|a| a.listen) != old.config.admin.as_ref().map(|a| a.listen) {
+            log::warn!("reload: [admin] changed; restart to apply");
         }
         if config.server.workers != running.workers {
             log::warn!(
@@ -114,6 +118,8 @@ impl Control {
     /// backends take no new requests; their idle pooled connections close at once, and
     /// in-flight requests finish.
     pub fn set_admin_state(&self, name: &str, state: AdminState) -> Result<(), AdminError> {
+        // Serialised with reloads, so a reload cannot copy the state from before this.
+        let _guard = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let snapshot = self.snapshot();
         let index = snapshot
             .backends

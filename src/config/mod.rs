@@ -271,7 +271,7 @@ pub struct BackendConfig {
     /// Relative share for weighted algorithms; at least 1.
     #[serde(default = "default_weight")]
     pub weight: u32,
-    /// Name in logs, metrics and the admin API; defaults to the address as written.
+    /// Name in logs, metrics and the admin API; defaults to the resolved address.
     #[serde(default)]
     pub name: String,
 }
@@ -437,7 +437,7 @@ impl Config {
             {
                 return err(
                     &format!("backend[{i}].name"),
-                    "may contain only letters, digits and -._~:[]",
+                    "may contain only token characters (RFC 9110) and :[]",
                 );
             }
         }

@@ -54,6 +54,9 @@ pub struct Exchange {
     backend: Option<(u64, usize)>,
     upstream: Option<usize>,
     tried: [usize; MAX_ATTEMPTS],
+    /// `tried[tried_from..]` are indexes in snapshot `tried_generation`.
+    tried_from: usize,
+    tried_generation: u64,
     attempts: Attempts,
     /// The next connection must be fresh (a pooled one just failed).
     fresh_next: bool,
@@ -108,6 +111,8 @@ impl Exchange {
             backend: None,
             upstream: None,
             tried: [usize::MAX; MAX_ATTEMPTS],
+            tried_from: 0,
+            tried_generation: env.generation,
             attempts: Attempts::default(),
             fresh_next: false,
             retry_at: None,
@@ -333,6 +338,11 @@ impl Exchange {
             None => {
                 let max = (env.snapshot.config.retry.max_attempts as usize).min(MAX_ATTEMPTS);
                 let n = self.attempts.backends as usize;
+                if self.tried_generation != env.generation {
+                    // A reload renumbered the backends: earlier indexes mean nothing now.
+                    self.tried_generation = env.generation;
+                    self.tried_from = n;
+                }
                 let hash = match env.snapshot.config.balancer.hash_key {
                     crate::config::HashKey::Ip => env
                         .snapshot
@@ -343,7 +353,7 @@ impl Exchange {
                 };
                 let ctx = PickContext {
                     hash,
-                    tried: &self.tried[..n],
+                    tried: &self.tried[self.tried_from..n],
                     now: env.now,
                 };
                 let picked = if n < max {
@@ -382,6 +392,12 @@ impl Exchange {
                 self.connect_deadline = env.now + env.snapshot.config.timeouts.connect;
                 self.start_attempt(uid, conn, env);
                 Outcome::Continue(true)
+            }
+            Err(e) if net::is_resource_exhaustion(&e) => {
+                // No descriptor or memory for a socket here: not the backend's fault, so
+                // no retries and no down-marking (spec §7.6); this client gets 503.
+                log::warn!("backend={} no socket: {e}", self.backend_name(env));
+                self.give_up(Canned::ServiceUnavailable, conn, env)
             }
             Err(e) => {
                 log::debug!("backend={} connect failed: {e}", self.backend_name(env));
@@ -481,14 +497,11 @@ impl Exchange {
                 *progress = true;
             }
             Io::Failed(e) => {
-                log::debug!(
-                    "backend={} read failed: {e}",
-                    env.snapshot.backends[up.backend].name
-                );
                 up.readable = false;
                 self.upstream_eof = true;
                 self.upstream_broken = true;
                 *progress = true;
+                log::debug!("backend={} read failed: {e}", self.backend_name(env));
             }
         }
     }
@@ -637,6 +650,15 @@ impl Exchange {
         }
         let replayable =
             self.req.method.is_idempotent() && self.replayable && self.req_dec.is_done();
+        // Connects exhausted on this backend: report it down even when no other
+        // attempt follows (passive marking must not depend on max_attempts).
+        let exhausted = failure == Failure::Connect
+            && self.attempts.connects > env.snapshot.config.retry.same_backend;
+        if exhausted {
+            if let Some((g, b)) = self.backend {
+                env.report_down(g, b);
+            }
+        }
         let next = retry::decide(
             &env.snapshot.config.retry,
             &self.attempts,
@@ -666,12 +688,8 @@ impl Exchange {
                 self.fresh_next = true;
                 Outcome::Continue(true)
             }
-            Next::NextBackend { mark_down } => {
-                if mark_down {
-                    if let Some((g, b)) = self.backend {
-                        env.report_down(g, b);
-                    }
-                }
+            Next::NextBackend { .. } => {
+                // (a down-mark, if due, was sent above)
                 self.release_backend(env);
                 Outcome::Continue(true)
             }
