@@ -7,6 +7,5 @@ mod balance;
 mod binary;
 mod canned;
 mod failover;
-mod hardening;
 mod ops;
 mod proxy;
