@@ -48,15 +48,21 @@ impl Drop for TempDir {
 impl Lbd {
     /// Starts `lbd CONFIG` and waits for its "listening" log line.
     pub fn spawn(config: &str) -> Lbd {
+        Self::spawn_with(config, |_| {})
+    }
+
+    /// [`Lbd::spawn`], with `prepare` adjusting the command first (e.g. resource limits).
+    pub fn spawn_with(config: &str, prepare: impl FnOnce(&mut Command)) -> Lbd {
         let dir = TempDir::new();
         let path = dir.write("lbd.toml", config);
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .arg(&path)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        prepare(&mut command);
+        let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -3,9 +3,11 @@
 
 mod util;
 
+mod attacks;
 mod balance;
 mod binary;
 mod canned;
 mod failover;
+mod hardening;
 mod ops;
 mod proxy;

@@ -183,6 +183,11 @@ impl HealthChecker {
                         Err(e) => self.record(i, false, &format!("register: {e}")),
                     }
                 }
+                // No descriptor or memory for a socket here says nothing about the
+                // backend (spec §7.6): no verdict this round.
+                Err(e) if crate::net::is_resource_exhaustion(&e) => {
+                    log::warn!("backend={} probe skipped: {e}", backend.name);
+                }
                 Err(e) => self.record(i, false, &format!("connect: {e}")),
             }
         }

@@ -27,8 +27,9 @@ enum State {
     /// After chunk data: expecting CR (false) or LF (true).
     DataEnd(bool),
     /// After the last chunk: at the start of a trailer line or the final empty line;
-    /// `seen` trailer bytes so far.
-    Trailer { seen: usize },
+    /// `seen` trailer bytes so far; the first `scanned` bytes of the current line are
+    /// known to hold no LF (a line trickled in is searched once, not once per read).
+    Trailer { seen: usize, scanned: usize },
     /// The final CRLF has been read.
     Done,
 }
@@ -99,20 +100,29 @@ impl ChunkedDecoder {
                     None => return Ok((pos, Step::NeedMore)),
                     Some((used, 0)) => {
                         pos += used;
-                        self.state = State::Trailer { seen: 0 };
+                        self.state = State::Trailer {
+                            seen: 0,
+                            scanned: 0,
+                        };
                     }
                     Some((used, size)) => {
                         pos += used;
                         self.state = State::Data(size);
                     }
                 },
-                State::Trailer { seen } => {
-                    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+                State::Trailer { seen, scanned } => {
+                    let from = scanned.min(rest.len());
+                    let Some(lf) = rest[from..].iter().position(|&b| b == b'\n') else {
                         if seen + rest.len() > MAX_TRAILER_BYTES {
                             return Err(ChunkedError("trailers too large"));
                         }
+                        self.state = State::Trailer {
+                            seen,
+                            scanned: rest.len(),
+                        };
                         return Ok((pos, Step::NeedMore));
                     };
+                    let lf = from + lf;
                     let line = &rest[..=lf];
                     if seen + line.len() > MAX_TRAILER_BYTES {
                         return Err(ChunkedError("trailers too large"));
@@ -129,6 +139,7 @@ impl ChunkedDecoder {
                     } else {
                         self.state = State::Trailer {
                             seen: seen + line.len(),
+                            scanned: 0,
                         };
                     }
                 }
@@ -269,10 +280,169 @@ mod tests {
         assert!(decode(&input, &[]).is_err());
     }
 
+    /// Regression: a partial trailer line was searched for its LF from its start on every
+    /// read, O(n²) for a line trickled in a byte at a time. The decoder resumes where it
+    /// stopped: a line end planted in the part already searched is not seen again.
+    #[test]
+    fn trailer_search_resumes_where_it_stopped() {
+        let mut dec = ChunkedDecoder::default();
+        assert_eq!(
+            dec.step(b"0\r\nX-A: b", usize::MAX),
+            Ok((3, Step::NeedMore))
+        );
+        // As long as what was searched ("X-A: b"): searching it again would find a
+        // trailer line and the end of the body, Ok((6, Done)).
+        assert_eq!(dec.step(b"X:\r\n\r\n", usize::MAX), Ok((0, Step::NeedMore)));
+    }
+
     #[test]
     fn stops_at_the_end_of_the_body() {
         let mut dec = ChunkedDecoder::default();
         let input = b"0\r\n\r\nGET / HTTP/1.1";
         assert_eq!(dec.step(input, usize::MAX), Ok((5, Step::Done)));
+    }
+}
+
+/// Properties: any chunked body, valid or mangled, decodes to the same payload, length
+/// and verdict whatever the read boundaries and the room for payload; nothing panics.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Payload, bytes consumed and whether the body ended; or the error.
+    type Decoded = Result<(Vec<u8>, usize, bool), ChunkedError>;
+
+    /// Feeds `input` in pieces ending at `splits` (and its end), `max_data` payload
+    /// bytes at most per step, keeping unconsumed bytes as a session's buffer does.
+    fn decode(input: &[u8], splits: &[usize], max_data: usize) -> Decoded {
+        let mut dec = ChunkedDecoder::default();
+        let (mut payload, mut pending) = (Vec::new(), Vec::new());
+        let (mut consumed, mut fed) = (0, 0);
+        for end in splits.iter().copied().chain([input.len()]) {
+            let end = end.max(fed);
+            pending.extend_from_slice(&input[fed..end]);
+            fed = end;
+            loop {
+                let (used, step) = dec.step(&pending, max_data)?;
+                assert!(used <= pending.len());
+                if let Step::Data { start, len } = step {
+                    assert!(len > 0 && len <= max_data && start + len <= used);
+                    payload.extend_from_slice(&pending[start..start + len]);
+                }
+                pending.drain(..used);
+                consumed += used;
+                match step {
+                    Step::Data { .. } => {}
+                    Step::Done => return Ok((payload, consumed, true)),
+                    Step::NeedMore => break,
+                }
+            }
+        }
+        Ok((payload, consumed, false))
+    }
+
+    /// A valid chunked body of `chunks` (with optional extensions and trailers), and
+    /// the payload it carries.
+    fn valid() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        (
+            prop::collection::vec(
+                (
+                    prop::collection::vec(any::<u8>(), 1..40),
+                    any::<bool>(),
+                    any::<bool>(),
+                ),
+                0..6,
+            ),
+            prop::collection::vec("[A-Za-z-]{1,8}: [ -~]{0,10}", 0..3),
+        )
+            .prop_map(|(chunks, trailers)| {
+                let (mut body, mut payload) = (Vec::new(), Vec::new());
+                for (data, ext, upper) in chunks {
+                    let size = if upper {
+                        format!("{:X}", data.len())
+                    } else {
+                        format!("{:04x}", data.len())
+                    };
+                    body.extend_from_slice(size.as_bytes());
+                    if ext {
+                        body.extend_from_slice(b" ;name=\"v v\";x");
+                    }
+                    body.extend_from_slice(b"\r\n");
+                    body.extend_from_slice(&data);
+                    body.extend_from_slice(b"\r\n");
+                    payload.extend_from_slice(&data);
+                }
+                body.extend_from_slice(b"0\r\n");
+                for t in trailers {
+                    body.extend_from_slice(t.as_bytes());
+                    body.extend_from_slice(b"\r\n");
+                }
+                body.extend_from_slice(b"\r\n");
+                (body, payload)
+            })
+    }
+
+    /// A valid body with a few bytes overwritten, inserted or cut, or arbitrary bytes.
+    fn mangled() -> impl Strategy<Value = Vec<u8>> {
+        let edits =
+            prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..4);
+        prop_oneof![
+            (valid(), edits).prop_map(|((mut body, _), edits)| {
+                for (at, byte, kind) in edits {
+                    let i = at.index(body.len() + 1);
+                    match kind {
+                        0 if i < body.len() => body[i] = byte,
+                        1 => body.insert(i, byte),
+                        _ => body.truncate(i),
+                    }
+                }
+                body
+            }),
+            prop::collection::vec(any::<u8>(), 0..100),
+        ]
+    }
+
+    fn cuts(len: usize, cuts: &[prop::sample::Index]) -> Vec<usize> {
+        let mut splits: Vec<usize> = cuts.iter().map(|c| c.index(len + 1)).collect();
+        splits.sort_unstable();
+        splits
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn valid_bodies_decode_whatever_the_splits(
+            (body, payload) in valid(),
+            at in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            max_data in 1usize..50,
+        ) {
+            let splits = cuts(body.len(), &at);
+            let want = Ok((payload, body.len(), true));
+            prop_assert_eq!(decode(&body, &[], usize::MAX), want.clone());
+            prop_assert_eq!(decode(&body, &splits, max_data), want.clone());
+            let every: Vec<usize> = (0..body.len()).collect();
+            prop_assert_eq!(decode(&body, &every, 1), want);
+        }
+
+        #[test]
+        fn mangled_bodies_get_one_verdict_whatever_the_splits(
+            body in mangled(),
+            at in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            max_data in 1usize..50,
+        ) {
+            let whole = decode(&body, &[], usize::MAX);
+            let splits = cuts(body.len(), &at);
+            let pieces = decode(&body, &splits, max_data);
+            let every: Vec<usize> = (0..body.len()).collect();
+            let trickled = decode(&body, &every, 1);
+            prop_assert_eq!(whole.is_err(), pieces.is_err(), "{:?} vs {:?}", whole, pieces);
+            prop_assert_eq!(whole.is_err(), trickled.is_err(), "{:?} vs {:?}", whole, trickled);
+            if let (Ok(a), Ok(b), Ok(c)) = (&whole, &pieces, &trickled) {
+                prop_assert_eq!(a, b);
+                prop_assert_eq!(a, c);
+            }
+        }
     }
 }

@@ -187,6 +187,15 @@ mod tests {
         assert_eq!(find_head_end(b"GET / HTTP/1.0\r\nA: b\r\n", 0), None);
     }
 
+    /// A head trickled in is searched once (no O(n²)): the search resumes three bytes
+    /// before where the last one stopped, in case the terminator straddles, never from
+    /// the start; a terminator planted in the part already searched is not seen again.
+    #[test]
+    fn head_search_resumes_where_it_stopped() {
+        assert_eq!(find_head_end(b"A\n\nBBBBBB", 6), None);
+        assert_eq!(find_head_end(b"AAAA\r\n\r\n", 5), Some(8));
+    }
+
     #[test]
     fn list_items_trim() {
         let items: Vec<&[u8]> = list_items(b" close ,, keep-alive\t").collect();
