@@ -8,7 +8,11 @@ use lbd::http::chunked::{ChunkedDecoder, ChunkedError, Step};
 use libfuzzer_sys::fuzz_target;
 
 /// Payload, bytes consumed, and whether the body ended; or the error.
-fn decode(input: &[u8], splits: &[usize], max_data: usize) -> Result<(Vec<u8>, usize, bool), ChunkedError> {
+fn decode(
+    input: &[u8],
+    splits: &[usize],
+    max_data: usize,
+) -> Result<(Vec<u8>, usize, bool), ChunkedError> {
     let mut dec = ChunkedDecoder::default();
     let mut payload = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
