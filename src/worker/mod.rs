@@ -282,6 +282,8 @@ pub struct Worker {
     /// The listener may have connections waiting.
     accept_ready: bool,
     accept_paused_until: Option<Instant>,
+    /// Accepting hit a resource limit (EMFILE, ...) and has not succeeded since.
+    accept_starved: bool,
     shutdown_deadline: Option<Instant>,
 }
 
@@ -332,6 +334,7 @@ impl Worker {
             driving: Vec::new(),
             accept_ready: true,
             accept_paused_until: None,
+            accept_starved: false,
             shutdown_deadline: None,
         })
     }
@@ -457,13 +460,23 @@ impl Worker {
                 return;
             }
             match listener.accept() {
-                Ok((stream, peer)) => self.add_session(stream, peer),
+                Ok((stream, peer)) => {
+                    if self.accept_starved {
+                        self.accept_starved = false;
+                        log::info!("worker={} accepting again", self.id);
+                    }
+                    self.add_session(stream, peer);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_ready = false;
                     return;
                 }
                 Err(e) if net::is_resource_exhaustion(&e) => {
-                    log::warn!("worker={} accept paused: {e}", self.id);
+                    // Once per episode: the pause repeats every ACCEPT_PAUSE until it clears.
+                    if !self.accept_starved {
+                        self.accept_starved = true;
+                        log::warn!("worker={} accept paused: {e}", self.id);
+                    }
                     self.accept_paused_until = Some(self.env.now + ACCEPT_PAUSE);
                     return;
                 }
