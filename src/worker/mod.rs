@@ -455,11 +455,19 @@ impl Worker {
                 self.accept_ready = false;
                 return;
             };
-            if self.env.shared.open_connections.load(Ordering::Relaxed) >= max {
+            // Reserve a slot before accepting, so workers accepting at the same moment
+            // cannot exceed the limit together.
+            let open = &self.env.shared.open_connections;
+            if open.fetch_add(1, Ordering::Relaxed) >= max {
+                open.fetch_sub(1, Ordering::Relaxed);
                 self.accept_paused_until = Some(self.env.now + ACCEPT_PAUSE);
                 return;
             }
-            match listener.accept() {
+            let accepted = listener.accept();
+            if accepted.is_err() {
+                open.fetch_sub(1, Ordering::Relaxed);
+            }
+            match accepted {
                 Ok((stream, peer)) => {
                     if self.accept_starved {
                         self.accept_starved = false;
@@ -486,6 +494,7 @@ impl Worker {
         }
     }
 
+    /// Registers an accepted connection (its `open_connections` slot is already taken).
     fn add_session(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(self.local);
@@ -497,6 +506,10 @@ impl Worker {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             log::warn!("worker={} cannot register client: {e}", self.id);
+            self.env
+                .shared
+                .open_connections
+                .fetch_sub(1, Ordering::Relaxed);
             return;
         }
         let mut session = Session::new(stream, peer, local, &self.env);
@@ -504,10 +517,6 @@ impl Worker {
             .timers
             .arm(TimerKey::Session(sid), session.deadline, &mut session.armed);
         entry.insert(session);
-        self.env
-            .shared
-            .open_connections
-            .fetch_add(1, Ordering::Relaxed);
         self.env
             .shared
             .connections_total
