@@ -1,0 +1,1303 @@
+#!/usr/bin/env python3
+"""lbd against nginx, HAProxy and a tokio/hyper proxy, on one machine, in one run.
+
+Started by `bash benches/compare.sh` (which installs the tools and passes its arguments
+here). Builds lbd and the hyper proxy in release mode, starts two nginx backends, then
+for every round starts each proxy in turn and drives it with wrk through every scenario.
+Afterwards: syscalls per request (strace -c), user-space instructions per request
+(callgrind), and RSS per idle keep-alive connection. Writes the figures between the
+`compare` markers of docs/benchmarks.md and the chart docs/benchmarks-proxies.svg; raw
+results go to target/bench-compare/results.json.
+
+Fairness on a 2-core machine: in the headline (1 thread) group the proxy and the backends
+run on CPU 0 and wrk on CPU 1 (taskset), so CPU 0 is the bottleneck and a proxy's
+efficiency decides its throughput. Proxies alternate within each round (A B C A B C ...);
+every figure is reported as the median over rounds and, per round, as a ratio to nginx
+in the same round. CPU time per request (utime + stime of the proxy's processes over the
+measured window / requests) survives noise from other work on the machine.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+PROXY_PORT = 18080
+BACKEND_PORTS = (18081, 18082)
+# HAProxy wants 2 descriptors per connection up front (maxsock = 2 × maxconn + 14) and
+# refuses to start above the hard `ulimit -n`; 9900 fits the common 20000.
+HAPROXY_MAXCONN = 9900
+BODY_SMALL = "Hello, world!"  # 13 bytes
+BODY_LARGE_BYTES = 64 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# name, wrk connections, extra headers, path
+SCENARIOS = [
+    ("ka-c8", 8, [], "/"),
+    ("ka-c64", 64, [], "/"),
+    ("ka-c256", 256, [], "/"),
+    ("close-c64", 64, ["Connection: close"], "/"),
+    ("64k-c64", 64, [], "/64k"),
+]
+SCENARIO_TEXT = {
+    "ka-c8": "keep-alive, 8 connections",
+    "ka-c64": "keep-alive, 64 connections",
+    "ka-c256": "keep-alive, 256 connections",
+    "close-c64": "`Connection: close`, 64 connections",
+    "64k-c64": "64 KiB responses, keep-alive, 64 connections",
+}
+PROXY_KINDS = ["lbd", "nginx", "haproxy", "hyper"]
+COLORS = {
+    "lbd": "#d9480f",
+    "nginx": "#2b8a3e",
+    "haproxy": "#1864ab",
+    "hyper": "#862e9c",
+    "direct": "#868e96",
+}
+
+# wrk keeps running for its whole -d even after a thread stops, so the script also leaves
+# a marker file; the driver then interrupts wrk, which prints its statistics.
+STOP_LUA = """
+local n = 0
+local limit = tonumber(os.getenv("LBD_BENCH_REQUESTS") or "10000")
+local marker = os.getenv("LBD_BENCH_MARKER")
+function response(status, headers, body)
+  n = n + 1
+  if n == limit then
+    if marker then
+      local f = io.open(marker, "w")
+      f:write(tostring(n))
+      f:close()
+    end
+    wrk.thread:stop()
+  end
+end
+"""
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard == resource.RLIM_INFINITY else hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Processes
+
+
+def all_pids(root_pid):
+    """root_pid and its descendants (nginx workers); threads are counted by /proc/PID."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
+    return total
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def cpu_times():
+    """Per-CPU (busy, total) jiffies from /proc/stat."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        m = re.match(r"cpu(\d+) (.*)", line)
+        if m:
+            v = [int(x) for x in m.group(2).split()]
+            idle = v[3] + v[4]
+            out[int(m.group(1))] = (sum(v[:8]) - idle, sum(v[:8]))
+    return out
+
+
+def busy_percent(before, after):
+    out = {}
+    for cpu in after:
+        db = after[cpu][0] - before[cpu][0]
+        dt = after[cpu][1] - before[cpu][1]
+        out[cpu] = round(100.0 * db / dt, 1) if dt else 0.0
+    return out
+
+
+class Proc:
+    """A process this script started, in its own session so it can be stopped whole."""
+
+    def __init__(self, name, cmd, work, cpus=None, env=None):
+        self.name = name
+        prefix = ["taskset", "-c", cpus] if cpus else []
+        self.log_path = work / f"{name}.log"
+        self.log = open(self.log_path, "w")
+        self.popen = subprocess.Popen(
+            prefix + cmd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            cwd=work,
+        )
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def pids(self):
+        return all_pids(self.pid)
+
+    def stop(self, sig=signal.SIGTERM, wait=10):
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(wait)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.popen.wait()
+        self.log.close()
+
+
+def ensure_free(port):
+    """Fails if something listens on `port`: with SO_REUSEPORT a leftover listener would
+    silently take a share of the connections."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+    try:
+        s.bind((HOST, port))
+    except OSError as e:
+        raise RuntimeError(f"{HOST}:{port} is in use ({e}); see `ss -ltnp`") from e
+    finally:
+        s.close()
+
+
+def wait_http(port, path="/", timeout=20.0, proc=None):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited: see {proc.log_path}")
+        try:
+            conn = http.client.HTTPConnection(HOST, port, timeout=2)
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            if resp.status == 200:
+                return
+            last = f"status {resp.status}"
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    raise RuntimeError(f"port {port} not answering: {last}")
+
+
+# ---------------------------------------------------------------------------------------
+# Configurations
+
+
+def nginx_backend_conf(work):
+    (work / "www").mkdir(exist_ok=True)
+    (work / "www" / "64k").write_bytes(b"x" * BODY_LARGE_BYTES)
+    servers = "".join(
+        f"""
+    server {{
+        listen {HOST}:{port} reuseport backlog=4096;
+        location = /64k {{ root {work / 'www'}; }}
+        location / {{ return 200 "{BODY_SMALL}"; }}
+    }}"""
+        for port in BACKEND_PORTS
+    )
+    return f"""
+user root;
+worker_processes 1;
+pid {work}/backend-nginx.pid;
+error_log {work}/backend-nginx.error.log warn;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 16000; }}
+http {{
+    access_log off;
+    default_type text/plain;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {work}/tmp-body;
+    proxy_temp_path {work}/tmp-proxy;
+    {servers}
+}}
+"""
+
+
+def nginx_proxy_conf(work, workers, master=True):
+    upstream = "\n".join(f"        server {HOST}:{p};" for p in BACKEND_PORTS)
+    return f"""
+user root;
+worker_processes {workers};
+master_process {'on' if master else 'off'};
+pid {work}/proxy-nginx.pid;
+error_log {work}/proxy-nginx.error.log warn;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 16000; }}
+http {{
+    access_log off;
+    tcp_nodelay on;
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {work}/tmp-body;
+    proxy_temp_path {work}/tmp-proxy;
+    upstream backends {{
+{upstream}
+        keepalive 512;
+        keepalive_requests 1000000000;
+        keepalive_timeout 300s;
+    }}
+    server {{
+        listen {HOST}:{PROXY_PORT} reuseport backlog=4096;
+        location / {{
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto http;
+            proxy_buffer_size 16k;
+            proxy_buffers 16 16k;
+            proxy_max_temp_file_size 0;
+        }}
+    }}
+}}
+"""
+
+
+def haproxy_conf(threads):
+    servers = "\n".join(
+        f"    server b{i + 1} {HOST}:{p}" for i, p in enumerate(BACKEND_PORTS)
+    )
+    return f"""
+global
+    nbthread {threads}
+    maxconn {HAPROXY_MAXCONN}
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 30s
+    timeout http-keep-alive 60s
+    option http-keep-alive
+    option forwardfor
+    http-reuse always
+
+frontend fe
+    bind {HOST}:{PROXY_PORT}
+    http-request set-header X-Forwarded-Proto http
+    default_backend be
+
+backend be
+    balance roundrobin
+{servers}
+"""
+
+
+def lbd_conf(workers, extra=""):
+    backends = "".join(f'\n[[backend]]\naddress = "{HOST}:{p}"\n' for p in BACKEND_PORTS)
+    return f"""
+[server]
+listen = "{HOST}:{PROXY_PORT}"
+workers = {workers}
+max_connections = 20000
+{extra}
+{backends}"""
+
+
+class Setup:
+    def __init__(self, work, lbd_bin, hyper_bin, lbd_extra=""):
+        self.lbd_extra = lbd_extra
+        self.work = work
+        self.lbd_bin = lbd_bin
+        self.hyper_bin = hyper_bin
+        for d in ("tmp-body", "tmp-proxy"):
+            (work / d).mkdir(exist_ok=True)
+
+    def write(self, name, text):
+        path = self.work / name
+        path.write_text(text)
+        return str(path)
+
+    def proxy_cmd(self, kind, threads, callgrind=False):
+        if kind == "lbd":
+            conf = self.write(f"lbd-{threads}.toml", lbd_conf(threads, self.lbd_extra))
+            return [str(self.lbd_bin), conf], {"RUST_LOG": "warn"}
+        if kind == "nginx":
+            conf = self.write(
+                f"nginx-proxy-{threads}{'-single' if callgrind else ''}.conf",
+                nginx_proxy_conf(self.work, threads, master=not callgrind),
+            )
+            return ["nginx", "-e", "stderr", "-c", conf, "-g", "daemon off;"], {}
+        if kind == "haproxy":
+            conf = self.write(f"haproxy-{threads}.cfg", haproxy_conf(threads))
+            return ["haproxy", "-db", "-f", conf], {}
+        if kind == "hyper":
+            backends = [f"{HOST}:{p}" for p in BACKEND_PORTS]
+            return [str(self.hyper_bin), f"{HOST}:{PROXY_PORT}", str(threads)] + backends, {}
+        raise ValueError(kind)
+
+    def start_proxy(self, kind, threads, cpus, callgrind_out=None):
+        cmd, extra_env = self.proxy_cmd(kind, threads, callgrind=callgrind_out is not None)
+        if callgrind_out is not None:
+            cmd = [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={callgrind_out}",
+                "--instr-atstart=no",
+                "--separate-threads=no",
+            ] + cmd
+        env = dict(os.environ, **extra_env)
+        ensure_free(PROXY_PORT)
+        proc = Proc(f"{kind}-{threads}", cmd, self.work, cpus=cpus, env=env)
+        wait_http(PROXY_PORT, proc=proc, timeout=60 if callgrind_out else 20)
+        return proc
+
+    def start_backends(self, cpus):
+        conf = self.write("nginx-backend.conf", nginx_backend_conf(self.work))
+        for port in BACKEND_PORTS:
+            ensure_free(port)
+        proc = Proc(
+            "backend-nginx",
+            ["nginx", "-e", "stderr", "-c", conf, "-g", "daemon off;"],
+            self.work,
+            cpus=cpus,
+        )
+        for port in BACKEND_PORTS:
+            wait_http(port, proc=proc)
+            wait_http(port, "/64k", proc=proc)
+        return proc
+
+
+# ---------------------------------------------------------------------------------------
+# wrk
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def parse_wrk(out):
+    res = {"requests": 0, "rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0}
+    m = re.search(r"(\d+) requests in", out)
+    if m:
+        res["requests"] = int(m.group(1))
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        if m:
+            res[key] = to_ms(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        res["errors"] += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        res["errors"] += int(m.group(1))
+    return res
+
+
+def wrk_cmd(port, conns, headers, path, duration, cpus, script=None, latency=True):
+    cmd = ["taskset", "-c", cpus] if cpus else []
+    cmd += ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "5s"]
+    if latency:
+        cmd.append("--latency")
+    for h in headers:
+        cmd += ["-H", h]
+    if script:
+        cmd += ["-s", str(script)]
+    cmd.append(f"http://{HOST}:{port}{path}")
+    return cmd
+
+
+def wrk_fixed(work, port, conns, requests, cpus, limit_s=300, path="/"):
+    """wrk until `requests` responses arrived (one thread): returns wrk's parsed output."""
+    script = work / "stop.lua"
+    script.write_text(STOP_LUA)
+    marker = work / "stop.marker"
+    marker.unlink(missing_ok=True)
+    env = dict(os.environ, LBD_BENCH_REQUESTS=str(requests), LBD_BENCH_MARKER=str(marker))
+    proc = subprocess.Popen(
+        wrk_cmd(port, conns, [], path, limit_s, cpus, script=script, latency=False),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    deadline = time.time() + limit_s
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=30)[0]
+    return parse_wrk(out)
+
+
+def measure(proxy_pids, backend_pids, port, scenario, args, cpus_wrk):
+    name, conns, headers, path = scenario
+    subprocess.run(
+        wrk_cmd(port, conns, headers, path, args.warmup, cpus_wrk, latency=False),
+        capture_output=True,
+    )
+    rss_samples = []
+
+    def sample_rss():
+        time.sleep(args.duration / 2)
+        rss_samples.append(rss_kib(proxy_pids))
+
+    sampler = threading.Thread(target=sample_rss)
+    t0, c0, b0 = cpu_ticks(proxy_pids), cpu_times(), cpu_ticks(backend_pids)
+    sampler.start()
+    out = subprocess.run(
+        wrk_cmd(port, conns, headers, path, args.duration, cpus_wrk),
+        capture_output=True,
+        text=True,
+    ).stdout
+    t1, c1, b1 = cpu_ticks(proxy_pids), cpu_times(), cpu_ticks(backend_pids)
+    sampler.join()
+    res = parse_wrk(out)
+    res["scenario"] = name
+    res["proxy_cpu_s"] = (t1 - t0) / CLK_TCK
+    res["backend_cpu_s"] = (b1 - b0) / CLK_TCK
+    res["cpu_us_per_req"] = (
+        1e6 * res["proxy_cpu_s"] / res["requests"] if res["requests"] and proxy_pids else None
+    )
+    res["busy"] = busy_percent(c0, c1)
+    res["rss_kib"] = rss_samples[0] if rss_samples and proxy_pids else None
+    return res
+
+
+# ---------------------------------------------------------------------------------------
+# Phases
+
+
+def throughput_phase(setup, args, threads, pinned):
+    """Every proxy (and, pinned, direct) through every scenario, alternating per round."""
+    cpus_srv, cpus_wrk = ("0", "1") if pinned else (None, None)
+    backends = setup.start_backends(cpus_srv)
+    kinds = [k for k in PROXY_KINDS if k in args.proxies]
+    if pinned and "direct" in args.proxies:
+        kinds.append("direct")
+    results = []
+    try:
+        for rnd in range(args.rounds):
+            for kind in kinds:
+                label = f"{kind}-{threads}t"
+                log(f"round {rnd + 1}/{args.rounds}: {label}")
+                proc = None
+                if kind == "direct":
+                    pids, port = [], BACKEND_PORTS[0]
+                else:
+                    proc = setup.start_proxy(kind, threads, cpus_srv)
+                    pids, port = proc.pids(), PROXY_PORT
+                try:
+                    for sc in SCENARIOS:
+                        if sc[0] not in args.scenarios:
+                            continue
+                        r = measure(pids, backends.pids(), port, sc, args, cpus_wrk)
+                        r.update(proxy=kind, threads=threads, round=rnd, pinned=pinned)
+                        results.append(r)
+                        log(
+                            f"  {sc[0]:10} {r['rps']:9.0f} req/s  "
+                            f"cpu {r['cpu_us_per_req'] or 0:6.2f} us/req  "
+                            f"p99 {r['p99_ms']} ms  err {r['errors']}  busy {r['busy']}"
+                        )
+                finally:
+                    if proc:
+                        proc.stop()
+    finally:
+        backends.stop()
+    return results
+
+
+def strace_phase(setup, args):
+    """Syscalls per keep-alive request: strace -c -f over a fixed request count."""
+    backends = setup.start_backends("0")
+    out = {}
+    try:
+        for kind in [k for k in PROXY_KINDS if k in args.proxies]:
+            proc = setup.start_proxy(kind, 1, "0")
+            try:
+                subprocess.run(
+                    wrk_cmd(PROXY_PORT, 64, [], "/", 1, "1", latency=False),
+                    capture_output=True,
+                )
+                trace = setup.work / f"strace-{kind}.txt"
+                cmd = ["strace", "-c", "-f", "-o", str(trace)]
+                for pid in proc.pids():
+                    cmd += ["-p", str(pid)]
+                tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+                time.sleep(1.0)
+                requests = wrk_fixed(setup.work, PROXY_PORT, 64, args.requests, "1")["requests"]
+                tracer.send_signal(signal.SIGINT)
+                tracer.wait(30)
+                calls = parse_strace(trace.read_text())
+                total = sum(calls.values())
+                out[kind] = {
+                    "requests": requests,
+                    "per_request": round(total / requests, 2) if requests else None,
+                    "calls": {k: round(v / requests, 3) for k, v in calls.items()},
+                }
+                log(f"strace {kind}: {out[kind]['per_request']} syscalls/request")
+            finally:
+                proc.stop()
+    finally:
+        backends.stop()
+    return out
+
+
+def parse_strace(text):
+    calls = {}
+    for line in text.splitlines():
+        parts = line.split()
+        # % time, seconds, usecs/call, calls, [errors], syscall
+        if len(parts) >= 5 and re.match(r"^[\d.]+$", parts[0]) and parts[-1] != "total":
+            try:
+                calls[parts[-1]] = int(parts[3])
+            except ValueError:
+                continue
+    return dict(sorted(calls.items(), key=lambda kv: -kv[1]))
+
+
+def callgrind_phase(setup, args):
+    """User-space instructions per keep-alive request under callgrind."""
+    backends = setup.start_backends("0")
+    out = {}
+    kinds = [k for k in PROXY_KINDS if k in args.proxies and k in args.callgrind]
+    try:
+        for kind in kinds:
+            cg_out = setup.work / f"callgrind-{kind}.out"
+            for stale in setup.work.glob(f"callgrind-{kind}.out*"):
+                stale.unlink()
+            proc = setup.start_proxy(kind, 1, "0", callgrind_out=cg_out)
+            try:
+                # Warm the pools outside the measurement, then count a fixed run.
+                subprocess.run(
+                    wrk_cmd(PROXY_PORT, 64, [], "/", 1, "1", latency=False),
+                    capture_output=True,
+                )
+                run(["callgrind_control", "--instr=on", str(proc.pid)])
+                requests = wrk_fixed(
+                    setup.work, PROXY_PORT, 64, args.callgrind_requests, "1"
+                )["requests"]
+                run(["callgrind_control", "--dump", str(proc.pid)])
+            finally:
+                proc.stop(signal.SIGINT if kind == "lbd" else signal.SIGTERM, wait=60)
+            # The first dump (".1") is the one --dump asked for; the file without a
+            # suffix is written at exit and holds the shutdown.
+            dump = setup.work / f"callgrind-{kind}.out.1"
+            total = callgrind_total(dump)
+            top = callgrind_top(dump, 15) if dump else []
+            out[kind] = {
+                "requests": requests,
+                "instructions": total,
+                "per_request": round(total / requests) if requests else None,
+                "top": [
+                    (name, round(ir / requests), pct) for name, ir, pct in top if requests
+                ],
+                "dump": str(dump),
+            }
+            log(f"callgrind {kind}: {out[kind]['per_request']} instructions/request")
+    finally:
+        backends.stop()
+    return out
+
+
+def callgrind_total(path):
+    """Instructions counted in one dump file."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return 0
+    m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def callgrind_top(path, n):
+    """The n functions with the most own instructions, inlined copies summed by name."""
+    out = subprocess.run(
+        ["callgrind_annotate", "--inclusive=no", "--auto=no", str(path)],
+        capture_output=True,
+        text=True,
+    ).stdout
+    total, by_name = 0, {}
+    for line in out.splitlines():
+        m = re.match(r"^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(.*)$", line)
+        if not m:
+            continue
+        ir = int(m.group(1).replace(",", ""))
+        if "PROGRAM TOTALS" in line:
+            total = ir
+            continue
+        name = shorten(re.sub(r"\s*\[[^\]]*\]$", "", m.group(3)))
+        by_name[name] = by_name.get(name, 0) + ir
+    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:n]
+    return [(name, ir, 100.0 * ir / total if total else 0.0) for name, ir in top]
+
+
+def shorten(name):
+    name = name.split(":", 1)[1] if re.match(r"^[^ ]*\.(rs|c|S):", name) else name
+    name = re.sub(r"::h[0-9a-f]{16}$", "", name)
+    return name[:90]
+
+
+def memory_phase(setup, args):
+    """RSS per idle keep-alive client connection: RSS with N idle connections (each has
+    served one request) minus RSS before, over N."""
+    backends = setup.start_backends("0")
+    out = {}
+    try:
+        for kind in [k for k in PROXY_KINDS if k in args.proxies]:
+            proc = setup.start_proxy(kind, 1, "0")
+            try:
+                subprocess.run(
+                    wrk_cmd(PROXY_PORT, 64, [], "/", 1, "1", latency=False),
+                    capture_output=True,
+                )
+                time.sleep(0.5)
+                before = rss_kib(proc.pids())
+                n = args.idle
+                if kind == "haproxy":
+                    n = min(n, HAPROXY_MAXCONN - 100)
+                socks, failed = open_idle(n, proc)
+                time.sleep(1.0)
+                after = rss_kib(proc.pids())
+                for s in socks:
+                    s.close()
+                held = len(socks)
+                out[kind] = {
+                    "connections": held,
+                    "failed": failed,
+                    "rss_before_kib": before,
+                    "rss_after_kib": after,
+                    "per_conn_bytes": round((after - before) * 1024 / held) if held else None,
+                }
+                log(f"memory {kind}: {out[kind]}")
+            finally:
+                proc.stop()
+    finally:
+        backends.stop()
+    return out
+
+
+def open_idle(n, proc, batch=64):
+    request = f"GET / HTTP/1.1\r\nHost: {HOST}:{PROXY_PORT}\r\n\r\n".encode()
+    socks, failed = [], 0
+    sel = selectors.DefaultSelector()
+    for start in range(0, n, batch):
+        pending = {}
+        for _ in range(min(batch, n - start)):
+            s = socket.socket()
+            try:
+                s.settimeout(5)
+                s.connect((HOST, PROXY_PORT))
+                s.sendall(request)
+                s.setblocking(False)
+            except OSError:
+                failed += 1
+                s.close()
+                continue
+            pending[s] = b""
+            sel.register(s, selectors.EVENT_READ)
+        deadline = time.time() + 10
+        while pending and time.time() < deadline:
+            for key, _ in sel.select(timeout=1):
+                s = key.fileobj
+                try:
+                    data = s.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                pending[s] += data
+                if not data or pending[s].endswith(BODY_SMALL.encode()):
+                    sel.unregister(s)
+                    if data:
+                        socks.append(s)
+                    else:
+                        failed += 1
+                        s.close()
+                    del pending[s]
+        for s in pending:
+            sel.unregister(s)
+            failed += 1
+            s.close()
+    sel.close()
+    return socks, failed
+
+
+# ---------------------------------------------------------------------------------------
+# Reporting
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(results):
+    """(proxy, threads, scenario) -> medians, and per-round ratios to nginx."""
+    by_key = {}
+    for r in results:
+        by_key.setdefault((r["proxy"], r["threads"], r["scenario"]), []).append(r)
+    nginx = {
+        (r["threads"], r["scenario"], r["round"]): r for r in results if r["proxy"] == "nginx"
+    }
+    hyper = {
+        (r["threads"], r["scenario"], r["round"]): r for r in results if r["proxy"] == "hyper"
+    }
+    summary = {}
+    for (proxy, threads, sc), rows in by_key.items():
+
+        def ratios(ref, field):
+            out = []
+            for r in sorted(rows, key=lambda r: r["round"]):
+                base = ref.get((threads, sc, r["round"]))
+                if base and base.get(field) and r.get(field) is not None:
+                    out.append(r[field] / base[field])
+                else:
+                    out.append(None)
+            return out
+
+        s = {
+            "rps": med(r["rps"] for r in rows),
+            "p50_ms": med(r["p50_ms"] for r in rows),
+            "p99_ms": med(r["p99_ms"] for r in rows),
+            "errors": sum(r["errors"] for r in rows),
+            "cpu_us": med(r["cpu_us_per_req"] for r in rows),
+            "rss_kib": med(r["rss_kib"] for r in rows),
+            "busy0": med(r["busy"].get(0, r["busy"].get("0")) for r in rows),
+            "busy1": med(r["busy"].get(1, r["busy"].get("1")) for r in rows),
+            "rps_vs_nginx_rounds": ratios(nginx, "rps"),
+            "cpu_vs_nginx_rounds": ratios(nginx, "cpu_us_per_req"),
+            "rps_vs_hyper_rounds": ratios(hyper, "rps"),
+        }
+        s["rps_vs_nginx"] = med(s["rps_vs_nginx_rounds"])
+        s["cpu_vs_nginx"] = med(s["cpu_vs_nginx_rounds"])
+        s["rps_vs_hyper"] = med(s["rps_vs_hyper_rounds"])
+        summary[(proxy, threads, sc)] = s
+    return summary
+
+
+def fmt(v, spec="{:.0f}", none="–"):
+    return none if v is None else spec.format(v)
+
+
+def fmt_rounds(values, spec="{:.2f}"):
+    return " / ".join(fmt(v, spec) for v in values)
+
+
+def table(summary, threads, kinds):
+    lines = [
+        "| scenario | proxy | req/s | ×nginx | p50 ms | p99 ms | errors "
+        "| CPU µs/req | ×nginx | RSS MiB | CPU0 % | CPU1 % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for sc, *_ in SCENARIOS:
+        for kind in kinds:
+            s = summary.get((kind, threads, sc))
+            if not s:
+                continue
+            name = f"**{kind}**" if kind == "lbd" else kind
+            lines.append(
+                f"| {sc} | {name} | {fmt(s['rps'])} | {fmt(s['rps_vs_nginx'], '{:.2f}')} "
+                f"| {fmt(s['p50_ms'], '{:.2f}')} | {fmt(s['p99_ms'], '{:.2f}')} "
+                f"| {s['errors']} | {fmt(s['cpu_us'], '{:.1f}')} "
+                f"| {fmt(s['cpu_vs_nginx'], '{:.2f}')} "
+                f"| {fmt(s['rss_kib'] and s['rss_kib'] / 1024, '{:.1f}')} "
+                f"| {fmt(s['busy0'])} | {fmt(s['busy1'])} |"
+            )
+    return "\n".join(lines)
+
+
+def verdict(ok):
+    if ok is None:
+        return "not measured"
+    return "**met**" if ok else "**not met**"
+
+
+def targets(summary, strace, callgrind):
+    rows = []
+    s = summary.get(("lbd", 1, "ka-c64"))
+    if s:
+        cpu = s["cpu_vs_nginx"]
+        rps = s["rps_vs_nginx"]
+        rows.append(
+            (
+                "keep-alive c64: lbd CPU µs/req ≤ 0.85 × nginx (1 thread)",
+                f"{fmt(cpu, '{:.2f}')} × (rounds {fmt_rounds(s['cpu_vs_nginx_rounds'])})",
+                verdict(cpu is not None and cpu <= 0.85),
+            )
+        )
+        rows.append(
+            (
+                "keep-alive c64: lbd req/s ≥ nginx (1 thread)",
+                f"{fmt(rps, '{:.2f}')} × (rounds {fmt_rounds(s['rps_vs_nginx_rounds'])})",
+                verdict(rps is not None and rps >= 1.0),
+            )
+        )
+    for threads in (1, 2):
+        for sc, *_ in SCENARIOS:
+            s = summary.get(("lbd", threads, sc))
+            if not s or s["rps_vs_hyper"] is None:
+                continue
+            rows.append(
+                (
+                    f"{sc}: lbd req/s ≥ hyper ({threads} thread{'s' if threads > 1 else ''})",
+                    f"{fmt(s['rps_vs_hyper'], '{:.2f}')} × "
+                    f"(rounds {fmt_rounds(s['rps_vs_hyper_rounds'])})",
+                    verdict(s["rps_vs_hyper"] >= 1.0),
+                )
+            )
+    if "lbd" in strace and "nginx" in strace:
+        a, b = strace["lbd"]["per_request"], strace["nginx"]["per_request"]
+        rows.append(
+            (
+                "syscalls per keep-alive request ≤ nginx (floor 4)",
+                f"lbd {a}, nginx {b}",
+                verdict(a is not None and b is not None and a <= b),
+            )
+        )
+    if "lbd" in callgrind and "nginx" in callgrind:
+        a, b = callgrind["lbd"]["per_request"], callgrind["nginx"]["per_request"]
+        rows.append(
+            (
+                "user-space instructions per request ≤ nginx",
+                f"lbd {fmt(a, '{:,}')}, nginx {fmt(b, '{:,}')}",
+                verdict(a is not None and b is not None and a <= b),
+            )
+        )
+    lines = ["| figure (medians of per-round ratios) | measured | |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def rounds_table(summary, threads, kinds):
+    lines = [
+        "| scenario | proxy | req/s ÷ nginx, per round | CPU/req ÷ nginx, per round |",
+        "|---|---|---|---|",
+    ]
+    for sc, *_ in SCENARIOS:
+        for kind in kinds:
+            s = summary.get((kind, threads, sc))
+            if not s or kind == "nginx":
+                continue
+            lines.append(
+                f"| {sc} | {kind} | {fmt_rounds(s['rps_vs_nginx_rounds'])} "
+                f"| {fmt_rounds(s['cpu_vs_nginx_rounds'])} |"
+            )
+    return "\n".join(lines)
+
+
+def strace_table(strace):
+    names = set()
+    for v in strace.values():
+        names.update(k for k, n in v["calls"].items() if n >= 0.05)
+    names = sorted(names, key=lambda n: -max(v["calls"].get(n, 0) for v in strace.values()))
+    kinds = list(strace)
+    lines = [
+        "| syscall | " + " | ".join(kinds) + " |",
+        "|---|" + "---:|" * len(kinds),
+        "| **total per request** | "
+        + " | ".join(f"**{strace[k]['per_request']}**" for k in kinds)
+        + " |",
+    ]
+    for n in names:
+        lines.append(
+            f"| `{n}` | " + " | ".join(fmt(strace[k]["calls"].get(n), "{:.2f}") for k in kinds) + " |"
+        )
+    return "\n".join(lines)
+
+
+def callgrind_section(callgrind):
+    lines = ["| proxy | requests | instructions | per request |", "|---|---:|---:|---:|"]
+    for kind, v in callgrind.items():
+        lines.append(
+            f"| {kind} | {v['requests']} | {v['instructions']:,} | {fmt(v['per_request'], '{:,}')} |"
+        )
+    for kind, v in callgrind.items():
+        if not v["top"]:
+            continue
+        lines += [
+            "",
+            f"Top functions of {kind} by own instructions, per request:",
+            "",
+            "| function | Ir/request | share |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| `{n}` | {ir:,} | {pct:.1f}% |" for n, ir, pct in v["top"]]
+    return "\n".join(lines)
+
+
+def memory_table(memory):
+    lines = [
+        "| proxy | idle connections | RSS before | RSS with them | per connection |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, v in memory.items():
+        per = v["per_conn_bytes"]
+        lines.append(
+            f"| {kind} | {v['connections']} (failed {v['failed']}) "
+            f"| {v['rss_before_kib'] / 1024:.1f} MiB | {v['rss_after_kib'] / 1024:.1f} MiB "
+            f"| {fmt(per and per / 1024, '{:.2f}')} KiB |"
+        )
+    return "\n".join(lines)
+
+
+def svg_chart(summary, kinds):
+    """Two panels of grouped bars (1 thread, pinned): req/s and proxy CPU µs/request."""
+    scen = [s[0] for s in SCENARIOS if any((k, 1, s[0]) in summary for k in kinds)]
+    width, panel_h, top, left, right = 960, 300, 40, 70, 20
+    height = top + 2 * (panel_h + 70) + 30
+    group_w = (width - left - right) / max(len(scen), 1)
+    bar_w = group_w * 0.8 / max(len(kinds), 1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="22" font-size="15" font-weight="bold">lbd vs nginx, HAProxy, '
+        "tokio/hyper: one worker, proxy + backends on CPU 0, wrk on CPU 1 (medians)</text>",
+    ]
+    panels = [("req/s (higher is better)", "rps", "{:.0f}"), ("proxy CPU µs per request (lower is better)", "cpu_us", "{:.1f}")]
+    for i, (title, field, spec) in enumerate(panels):
+        y0 = top + i * (panel_h + 70) + 20
+        vals = [summary[(k, 1, s)][field] for k in kinds for s in scen if (k, 1, s) in summary and summary[(k, 1, s)][field]]
+        vmax = max(vals) * 1.1 if vals else 1
+        parts.append(f'<text x="{left}" y="{y0 - 6}" font-weight="bold">{title}</text>')
+        for t in range(5):
+            v = vmax * t / 4
+            y = y0 + panel_h - panel_h * t / 4
+            parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dee2e6"/>')
+            parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#495057">{spec.format(v)}</text>')
+        for gi, sc in enumerate(scen):
+            gx = left + gi * group_w + group_w * 0.1
+            for ki, kind in enumerate(kinds):
+                s = summary.get((kind, 1, sc))
+                if not s or not s[field]:
+                    continue
+                h = panel_h * s[field] / vmax
+                x = gx + ki * bar_w
+                y = y0 + panel_h - h
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w * 0.9:.1f}" height="{h:.1f}" '
+                    f'fill="{COLORS[kind]}"><title>{kind} {sc}: {spec.format(s[field])}</title></rect>'
+                )
+            parts.append(
+                f'<text x="{gx + group_w * 0.4:.1f}" y="{y0 + panel_h + 16}" text-anchor="middle">{sc}</text>'
+            )
+    lx = left
+    for kind in kinds:
+        parts.append(f'<rect x="{lx}" y="{height - 22}" width="12" height="12" fill="{COLORS[kind]}"/>')
+        parts.append(f'<text x="{lx + 16}" y="{height - 12}">{kind}</text>')
+        lx += 100
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def machine():
+    model = "unknown"
+    for line in run(["lscpu"]).splitlines():
+        if line.startswith("Model name:"):
+            model = line.split(":", 1)[1].strip()
+    versions = {
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "haproxy": run(["haproxy", "-v"]).splitlines()[0],
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0].split(" [")[0],
+        "rustc": run(["rustc", "--version"]).strip(),
+    }
+    rev = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "commit": rev or "unknown",
+        "nproc": run(["nproc"]).strip(),
+        "model": model,
+        "kernel": platform.release(),
+        "versions": versions,
+    }
+
+
+def report(data, args):
+    summary = summarize(data["results"])
+    m = data["machine"]
+    kinds1 = [k for k in PROXY_KINDS + ["direct"] if any(key[0] == k and key[1] == 1 for key in summary)]
+    kinds2 = [k for k in PROXY_KINDS if any(key[0] == k and key[1] == 2 for key in summary)]
+    a = data["args"]
+    out = [
+        "<!-- compare:begin (generated by benches/compare.py; edits here are overwritten) -->",
+        "",
+        f"Run: {data['date']}. Machine: {m['nproc']} CPUs ({m['model']}), Linux {m['kernel']}; "
+        + ", ".join(m["versions"].values())
+        + f". lbd at `{m.get('commit', 'unknown')}`.",
+        "",
+        f"Command: `{data['command']}` ({a['rounds']} rounds, {a['warmup']} s warm-up + "
+        f"{a['duration']} s measured per scenario, `wrk -t1 --latency`, strace over "
+        f"{a['requests']} requests, callgrind over {a['callgrind_requests']} requests, "
+        f"{a['idle']} idle connections). Raw results: `target/bench-compare/results.json`; "
+        "configurations: `target/bench-compare/*.{toml,conf,cfg}`.",
+        "",
+        "Scenarios: " + "; ".join(f"`{k}` {v}" for k, v in SCENARIO_TEXT.items()) + ". "
+        f"Backends: one nginx worker serving `127.0.0.1:{BACKEND_PORTS[0]}` and "
+        f"`:{BACKEND_PORTS[1]}` (`return 200` with a 13-byte body; `/64k` a 64 KiB file). "
+        "Every proxy round-robins over both with pooled keep-alive upstream connections. "
+        "`direct` is wrk against one backend: the ceiling.",
+        "",
+        "![req/s and CPU per request, one worker](benchmarks-proxies.svg)",
+        "",
+        "### The issue's figures",
+        "",
+        targets(summary, data.get("strace", {}), data.get("callgrind", {})),
+        "",
+        "### One worker: proxy and backends pinned to CPU 0, wrk to CPU 1",
+        "",
+        "Medians over rounds; ×nginx is the median of the per-round ratios to nginx. CPU µs/req is "
+        "the proxy's own utime + stime (all its processes and threads) over the measured window "
+        "divided by the requests wrk completed. CPU0 % / CPU1 % is how busy each CPU was "
+        "(all processes on the machine, /proc/stat).",
+        "",
+        table(summary, 1, kinds1),
+        "",
+        "Per-round ratios to nginx (one worker):",
+        "",
+        rounds_table(summary, 1, kinds1),
+    ]
+    if kinds2:
+        out += [
+            "",
+            "### Two workers/threads, unpinned (proxy, backends and wrk share both CPUs)",
+            "",
+            table(summary, 2, kinds2),
+            "",
+            rounds_table(summary, 2, kinds2),
+        ]
+    if data.get("strace"):
+        out += [
+            "",
+            "### Syscalls per keep-alive request",
+            "",
+            f"`strace -c -f` attached to every process and thread of the proxy (one worker, "
+            f"pinned) while wrk sends {a['requests']} keep-alive requests over 64 connections; "
+            "calls ÷ requests. strace slows the proxy, so epoll batching is somewhat lower than "
+            "at full speed.",
+            "",
+            strace_table(data["strace"]),
+        ]
+    if data.get("callgrind"):
+        out += [
+            "",
+            "### User-space instructions per request",
+            "",
+            "`valgrind --tool=callgrind --instr-atstart=no`, one worker (nginx with "
+            "`master_process off`), warmed up with 1 s of wrk, then `callgrind_control "
+            f"--instr=on`, {a['callgrind_requests']} keep-alive requests over 64 connections, "
+            "`callgrind_control --dump`. Counts user-space instructions of the proxy process "
+            "including libc, not the kernel. nginx's binary is stripped, so its functions "
+            "show as addresses.",
+            "",
+            callgrind_section(data["callgrind"]),
+        ]
+    if data.get("memory"):
+        out += [
+            "",
+            "### Memory per idle keep-alive connection",
+            "",
+            f"One worker. {a['idle']} client connections each send one request, read the "
+            "response and stay open; per connection = (RSS with them − RSS before) ÷ "
+            "connections. Kernel socket buffers are not in RSS.",
+            "",
+            memory_table(data["memory"]),
+        ]
+    out += ["", "<!-- compare:end -->"]
+    return "\n".join(out) + "\n", svg_chart(summary, kinds1)
+
+
+def write_docs(markdown, svg):
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    begin = text.find("<!-- compare:begin")
+    end = text.find("<!-- compare:end -->")
+    if begin >= 0 and end >= 0:
+        text = text[:begin] + markdown + text[end + len("<!-- compare:end -->\n"):]
+    else:
+        text = text.rstrip("\n") + "\n\n## proxies\n\n" + markdown
+    doc.write_text(text)
+    (ROOT / "docs" / "benchmarks-proxies.svg").write_text(svg)
+    log(f"wrote {doc} and docs/benchmarks-proxies.svg")
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def build():
+    log("building lbd and the hyper proxy (release)")
+    lbd = hyper = None
+    for cmd in (
+        ["cargo", "build", "--release", "--bin", "lbd", "--message-format=json"],
+        ["cargo", "build", "--release", "--bench", "hyper_proxy", "--message-format=json"],
+    ):
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr)
+            raise SystemExit("build failed")
+        for line in proc.stdout.splitlines():
+            msg = json.loads(line)
+            if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+                if msg["target"]["name"] == "lbd":
+                    lbd = Path(msg["executable"])
+                elif msg["target"]["name"] == "hyper_proxy":
+                    hyper = Path(msg["executable"])
+    return lbd, hyper
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=int, default=5, help="measured seconds per scenario")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up seconds per scenario")
+    p.add_argument("--requests", type=int, default=20000, help="requests under strace")
+    p.add_argument("--callgrind-requests", type=int, default=10000)
+    p.add_argument("--idle", type=int, default=10000, help="idle connections for RSS")
+    p.add_argument("--proxies", default="lbd,nginx,haproxy,hyper,direct")
+    p.add_argument("--scenarios", default=",".join(s[0] for s in SCENARIOS))
+    p.add_argument("--callgrind", default="lbd,nginx,haproxy,hyper", help="proxies to run under callgrind")
+    p.add_argument("--phases", default="one,two,strace,callgrind,memory")
+    p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/")
+    p.add_argument(
+        "--lbd-extra",
+        default="",
+        metavar="TOML",
+        help="extra TOML for lbd's configuration, e.g. $'[limits]\\nhead_bytes = 65536'",
+    )
+    p.add_argument(
+        "--report",
+        metavar="RESULTS_JSON",
+        help="measure nothing: re-render the docs from a results.json of an earlier run",
+    )
+    args = p.parse_args()
+    if args.report:
+        data = json.loads(Path(args.report).read_text())
+        for kind, v in data.get("callgrind", {}).items():
+            if Path(v.get("dump", "")).exists():
+                v["top"] = [
+                    (name, round(ir / v["requests"]), pct)
+                    for name, ir, pct in callgrind_top(Path(v["dump"]), 15)
+                ]
+        for r in data["results"]:
+            r["busy"] = {int(k): v for k, v in r["busy"].items()}
+        markdown, svg = report(data, args)
+        print(markdown)
+        if not args.no_docs:
+            write_docs(markdown, svg)
+        return
+    args.proxies = args.proxies.split(",")
+    args.scenarios = args.scenarios.split(",")
+    args.callgrind = args.callgrind.split(",")
+    phases = args.phases.split(",")
+
+    # A SIGTERM ends the run through the `finally` blocks that stop every process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    nofile = raise_nofile()
+    if nofile < args.idle + 100:
+        raise SystemExit(f"ulimit -n is {nofile}: too low for --idle {args.idle}")
+    if os.cpu_count() < 2:
+        raise SystemExit("needs at least 2 CPUs (proxy on CPU 0, wrk on CPU 1)")
+    for tool in ("nginx", "haproxy", "wrk", "taskset", "strace", "valgrind"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} not found: run benches/compare.sh, which installs it")
+
+    lbd_bin, hyper_bin = build()
+    work = ROOT / "target" / "bench-compare"
+    work.mkdir(parents=True, exist_ok=True)
+    setup = Setup(work, lbd_bin, hyper_bin, args.lbd_extra)
+    started = time.time()
+    data = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "bash benches/compare.sh " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "args": vars(args),
+        "results": [],
+    }
+    if "one" in phases:
+        data["results"] += throughput_phase(setup, args, 1, pinned=True)
+    if "two" in phases:
+        data["results"] += throughput_phase(setup, args, 2, pinned=False)
+    if "strace" in phases:
+        data["strace"] = strace_phase(setup, args)
+    if "callgrind" in phases:
+        data["callgrind"] = callgrind_phase(setup, args)
+    if "memory" in phases:
+        data["memory"] = memory_phase(setup, args)
+    data["elapsed_s"] = round(time.time() - started)
+    (work / "results.json").write_text(json.dumps(data, indent=1))
+    markdown, svg = report(data, args)
+    print(markdown)
+    if not args.no_docs:
+        write_docs(markdown, svg)
+    log(f"done in {data['elapsed_s']} s")
+
+
+if __name__ == "__main__":
+    main()
