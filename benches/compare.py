@@ -21,6 +21,7 @@ import argparse
 import datetime
 import http.client
 import json
+import math
 import os
 import platform
 import re
@@ -1007,6 +1008,12 @@ def memory_table(memory):
     return "\n".join(lines)
 
 
+def nice_step(x):
+    """The smallest 1, 2, 2.5 or 5 × 10^k at least x: round axis ticks."""
+    exp = 10 ** math.floor(math.log10(x))
+    return next(m * exp for m in (1, 2, 2.5, 5, 10) if m * exp >= x)
+
+
 def svg_chart(summary, kinds):
     """Two panels of grouped bars (1 thread, pinned): req/s and proxy CPU µs/request."""
     scen = [s[0] for s in SCENARIOS if any((k, 1, s[0]) in summary for k in kinds)]
@@ -1024,14 +1031,27 @@ def svg_chart(summary, kinds):
     panels = [("req/s (higher is better)", "rps", "{:.0f}"), ("proxy CPU µs per request (lower is better)", "cpu_us", "{:.1f}")]
     for i, (title, field, spec) in enumerate(panels):
         y0 = top + i * (panel_h + 70) + 20
-        vals = [summary[(k, 1, s)][field] for k in kinds for s in scen if (k, 1, s) in summary and summary[(k, 1, s)][field]]
-        vmax = max(vals) * 1.1 if vals else 1
+        vals = [
+            summary[(k, 1, s)][field]
+            for k in kinds
+            for s in scen
+            if (k, 1, s) in summary and summary[(k, 1, s)][field]
+        ]
+        step = nice_step(max(vals) / 4 if vals else 1)
+        vmax = step * math.ceil(max(vals) / step) if vals else 1
         parts.append(f'<text x="{left}" y="{y0 - 6}" font-weight="bold">{title}</text>')
-        for t in range(5):
-            v = vmax * t / 4
-            y = y0 + panel_h - panel_h * t / 4
-            parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dee2e6"/>')
-            parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#495057">{spec.format(v)}</text>')
+        ticks = int(round(vmax / step))
+        for t in range(ticks + 1):
+            v = step * t
+            y = y0 + panel_h - panel_h * v / vmax
+            parts.append(
+                f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
+                'stroke="#dee2e6"/>'
+            )
+            parts.append(
+                f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#495057">'
+                f"{v:g}</text>"
+            )
         for gi, sc in enumerate(scen):
             gx = left + gi * group_w + group_w * 0.1
             for ki, kind in enumerate(kinds):
