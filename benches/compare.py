@@ -132,14 +132,16 @@ def all_pids(root_pid):
 
 
 def cpu_ticks(pids):
-    total = 0
+    """(utime, stime) summed over processes; /proc/PID/stat counts all their threads."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
-    return total
+        user += int(fields[11])
+        system += int(fields[12])
+    return user, system
 
 
 def rss_kib(pids):
@@ -521,11 +523,14 @@ def measure(proxy_pids, backend_pids, port, scenario, args, cpus_wrk):
     sampler.join()
     res = parse_wrk(out)
     res["scenario"] = name
-    res["proxy_cpu_s"] = (t1 - t0) / CLK_TCK
-    res["backend_cpu_s"] = (b1 - b0) / CLK_TCK
-    res["cpu_us_per_req"] = (
-        1e6 * res["proxy_cpu_s"] / res["requests"] if res["requests"] and proxy_pids else None
-    )
+    res["proxy_user_s"] = (t1[0] - t0[0]) / CLK_TCK
+    res["proxy_sys_s"] = (t1[1] - t0[1]) / CLK_TCK
+    res["proxy_cpu_s"] = res["proxy_user_s"] + res["proxy_sys_s"]
+    res["backend_cpu_s"] = (sum(b1) - sum(b0)) / CLK_TCK
+    per_req = 1e6 / res["requests"] if res["requests"] and proxy_pids else None
+    res["cpu_us_per_req"] = per_req and res["proxy_cpu_s"] * per_req
+    res["user_us_per_req"] = per_req and res["proxy_user_s"] * per_req
+    res["sys_us_per_req"] = per_req and res["proxy_sys_s"] * per_req
     res["busy"] = busy_percent(c0, c1)
     res["rss_kib"] = rss_samples[0] if rss_samples and proxy_pids else None
     return res
@@ -574,25 +579,28 @@ def throughput_phase(setup, args, threads, pinned):
     return results
 
 
-def strace_phase(setup, args):
-    """Syscalls per keep-alive request: strace -c -f over a fixed request count."""
+def strace_phase(setup, args, path="/"):
+    """Syscalls per request: strace -c -f over a fixed count of keep-alive requests."""
     backends = setup.start_backends("0")
     out = {}
+    name = "64k" if path == "/64k" else "ka"
     try:
         for kind in [k for k in PROXY_KINDS if k in args.proxies]:
             proc = setup.start_proxy(kind, 1, "0")
             try:
                 subprocess.run(
-                    wrk_cmd(PROXY_PORT, 64, [], "/", 1, "1", latency=False),
+                    wrk_cmd(PROXY_PORT, 64, [], path, 1, "1", latency=False),
                     capture_output=True,
                 )
-                trace = setup.work / f"strace-{kind}.txt"
+                trace = setup.work / f"strace-{name}-{kind}.txt"
                 cmd = ["strace", "-c", "-f", "-o", str(trace)]
                 for pid in proc.pids():
                     cmd += ["-p", str(pid)]
                 tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-                requests = wrk_fixed(setup.work, PROXY_PORT, 64, args.requests, "1")["requests"]
+                requests = wrk_fixed(
+                    setup.work, PROXY_PORT, 64, args.requests, "1", path=path
+                )["requests"]
                 tracer.send_signal(signal.SIGINT)
                 tracer.wait(30)
                 calls = parse_strace(trace.read_text())
@@ -602,7 +610,7 @@ def strace_phase(setup, args):
                     "per_request": round(total / requests, 2) if requests else None,
                     "calls": {k: round(v / requests, 3) for k, v in calls.items()},
                 }
-                log(f"strace {kind}: {out[kind]['per_request']} syscalls/request")
+                log(f"strace {name} {kind}: {out[kind]['per_request']} syscalls/request")
             finally:
                 proc.stop()
     finally:
@@ -829,6 +837,8 @@ def summarize(results):
             "p99_ms": med(r["p99_ms"] for r in rows),
             "errors": sum(r["errors"] for r in rows),
             "cpu_us": med(r["cpu_us_per_req"] for r in rows),
+            "user_us": med(r.get("user_us_per_req") for r in rows),
+            "sys_us": med(r.get("sys_us_per_req") for r in rows),
             "rss_kib": med(r["rss_kib"] for r in rows),
             "busy0": med(r["busy"].get(0, r["busy"].get("0")) for r in rows),
             "busy1": med(r["busy"].get(1, r["busy"].get("1")) for r in rows),
@@ -854,8 +864,8 @@ def fmt_rounds(values, spec="{:.2f}"):
 def table(summary, threads, kinds):
     lines = [
         "| scenario | proxy | req/s | ×nginx | p50 ms | p99 ms | errors "
-        "| CPU µs/req | ×nginx | RSS MiB | CPU0 % | CPU1 % |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU µs/req | user + sys | ×nginx | RSS MiB | CPU0 % | CPU1 % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for sc, *_ in SCENARIOS:
         for kind in kinds:
@@ -863,11 +873,14 @@ def table(summary, threads, kinds):
             if not s:
                 continue
             name = f"**{kind}**" if kind == "lbd" else kind
+            split = "–"
+            if s["user_us"] is not None and s["sys_us"] is not None:
+                split = f"{s['user_us']:.1f} + {s['sys_us']:.1f}"
             lines.append(
                 f"| {sc} | {name} | {fmt(s['rps'])} | {fmt(s['rps_vs_nginx'], '{:.2f}')} "
                 f"| {fmt(s['p50_ms'], '{:.2f}')} | {fmt(s['p99_ms'], '{:.2f}')} "
                 f"| {s['errors']} | {fmt(s['cpu_us'], '{:.1f}')} "
-                f"| {fmt(s['cpu_vs_nginx'], '{:.2f}')} "
+                f"| {split} | {fmt(s['cpu_vs_nginx'], '{:.2f}')} "
                 f"| {fmt(s['rss_kib'] and s['rss_kib'] / 1024, '{:.1f}')} "
                 f"| {fmt(s['busy0'])} | {fmt(s['busy1'])} |"
             )
@@ -1165,6 +1178,13 @@ def report(data, args):
             "",
             strace_table(data["strace"]),
         ]
+    if data.get("strace_64k"):
+        out += [
+            "",
+            "The same for 64 KiB responses (`/64k`, keep-alive, 64 connections):",
+            "",
+            strace_table(data["strace_64k"]),
+        ]
     if data.get("callgrind"):
         out += [
             "",
@@ -1295,7 +1315,7 @@ def main():
     started = time.time()
     data = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "bash benches/compare.sh " + " ".join(sys.argv[1:]),
+        "command": " ".join(["bash benches/compare.sh"] + sys.argv[1:]),
         "machine": machine(),
         "args": vars(args),
         "results": [],
@@ -1306,6 +1326,7 @@ def main():
         data["results"] += throughput_phase(setup, args, 2, pinned=False)
     if "strace" in phases:
         data["strace"] = strace_phase(setup, args)
+        data["strace_64k"] = strace_phase(setup, args, path="/64k")
     if "callgrind" in phases:
         data["callgrind"] = callgrind_phase(setup, args)
     if "memory" in phases:
