@@ -33,8 +33,11 @@ const ACCEPT_BATCH: usize = 64;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// Events taken per poll.
 const EVENTS: usize = 1024;
-/// Spare buffers a worker keeps for reuse.
-const SPARE_BUFFERS: usize = 256;
+/// Spare buffers a worker keeps for reuse: four per exchange for 256 concurrent exchanges
+/// (16 MiB at 16 KiB). Below the working set, the pool frees buffers that the next
+/// requests allocate and zero again (benchmarks.md, "proxies": c256 cost 1.5× the CPU
+/// per request with 256).
+const SPARE_BUFFERS: usize = 1024;
 /// Size of every session buffer at least; `limits.head_bytes` may raise it.
 const BUFFER_SIZE: usize = 16 * 1024;
 
