@@ -970,7 +970,7 @@ def strace_table(strace):
     names = set()
     for v in strace.values():
         names.update(k for k, n in v["calls"].items() if n >= 0.05)
-    names = sorted(names, key=lambda n: -max(v["calls"].get(n, 0) for v in strace.values()))
+    names = sorted(names, key=lambda n: (-max(v["calls"].get(n, 0) for v in strace.values()), n))
     kinds = list(strace)
     lines = [
         "| syscall | " + " | ".join(kinds) + " |",
