@@ -99,9 +99,9 @@ impl Exchange {
         conn: &mut Conn,
         env: &mut Env,
     ) -> Exchange {
-        conn.upstream_in.ensure(&mut env.bufs);
+        conn.upstream_in.ensure(&mut env.big_bufs);
         conn.upstream_in.clear();
-        conn.client_out.ensure(&mut env.bufs);
+        conn.client_out.ensure(&mut env.big_bufs);
         Exchange {
             req,
             req_dec: Decoder::new(req.framing),
@@ -516,6 +516,7 @@ impl Exchange {
             let data = conn.upstream_in.data();
             let Some(end) = find_head_end(data, self.resp_scanned) else {
                 self.resp_scanned = data.len();
+                // The head limit is the request-side buffer size (16 KiB or head_bytes).
                 if data.len() >= env.bufs.size() {
                     log::debug!("backend={} response head too large", self.backend_name(env));
                     return self.give_up(Canned::BadGateway, conn, env);

@@ -68,15 +68,14 @@ pub struct Conn {
 
 impl Conn {
     /// Drops pending bytes and returns all four buffers' storage to the pool.
-    fn release_buffers(&mut self, bufs: &mut crate::buffer::BufPool) {
-        for b in [
-            &mut self.client_in,
-            &mut self.client_out,
-            &mut self.upstream_in,
-            &mut self.upstream_out,
-        ] {
+    fn release_buffers(&mut self, env: &mut Env) {
+        for b in [&mut self.client_in, &mut self.upstream_out] {
             b.clear();
-            b.release(bufs);
+            b.release(&mut env.bufs);
+        }
+        for b in [&mut self.upstream_in, &mut self.client_out] {
+            b.clear();
+            b.release(&mut env.big_bufs);
         }
     }
 }
@@ -239,7 +238,7 @@ impl Session {
             x.abandon(&mut self.conn, env, "closed");
         }
         self.phase = Phase::Done;
-        self.conn.release_buffers(&mut env.bufs);
+        self.conn.release_buffers(env);
     }
 
     /// Asks the session to finish: idle ones close now, others after their exchange.
@@ -338,7 +337,7 @@ impl Session {
 
     /// Queues a canned response and closes after it (spec §7.7).
     fn respond_and_close(&mut self, canned: Canned, env: &mut Env) {
-        self.conn.client_out.ensure(&mut env.bufs);
+        self.conn.client_out.ensure(&mut env.big_bufs);
         canned.write(&mut self.conn.client_out, true, false);
         self.linger(env);
     }
@@ -538,7 +537,7 @@ impl Session {
             Phase::Done => env.now,
         };
         if self.is_idle() {
-            self.conn.release_buffers(&mut env.bufs);
+            self.conn.release_buffers(env);
         }
     }
 }
