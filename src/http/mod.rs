@@ -71,6 +71,19 @@ pub fn connection_has(headers: &[httparse::Header<'_>], token: &str) -> bool {
         .any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// True when some `Connection` header lists a field name (anything but `close` and
+/// `keep-alive`). Checked once per head, so the common head skips the per-header
+/// [`listed_in_connection`] scan (which would make forwarding quadratic in the headers).
+pub fn connection_lists_fields(headers: &[httparse::Header<'_>]) -> bool {
+    headers
+        .iter()
+        .filter(|h| name_is(h.name, "connection"))
+        .flat_map(|h| list_items(h.value))
+        .any(|item| {
+            !item.eq_ignore_ascii_case(b"close") && !item.eq_ignore_ascii_case(b"keep-alive")
+        })
+}
+
 /// True when a header is listed in a `Connection` header, making it hop-by-hop.
 pub fn listed_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
     headers

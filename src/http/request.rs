@@ -6,8 +6,8 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
 use super::{
-    connection_has, is_hop_by_hop, list_items, listed_in_connection, name_is, parse_content_length,
-    trim, write_header, write_u64, Framing, MAX_HEADERS,
+    connection_has, connection_lists_fields, is_hop_by_hop, list_items, listed_in_connection,
+    name_is, parse_content_length, trim, write_header, write_u64, Framing, MAX_HEADERS,
 };
 use crate::buffer::Buffer;
 
@@ -178,13 +178,14 @@ pub fn parse(
     out.extend(b" ");
     out.extend(target.path.as_bytes());
     out.extend(b" HTTP/1.1\r\n");
+    let listing = connection_lists_fields(headers);
     for h in headers {
         let drop = is_hop_by_hop(h.name)
             || name_is(h.name, "x-forwarded-for")
             || name_is(h.name, "x-forwarded-proto")
             || (name_is(h.name, "host") && target.authority.is_some())
             || (name_is(h.name, "expect") && minor == 0)
-            || (!name_is(h.name, "host") && listed_in_connection(headers, h.name));
+            || (listing && !name_is(h.name, "host") && listed_in_connection(headers, h.name));
         if !drop {
             write_header(out, h.name.as_bytes(), h.value);
         }

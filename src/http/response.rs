@@ -2,8 +2,8 @@
 //! how lbd frames the body toward the client, and write lbd's own head for the client.
 
 use super::{
-    connection_has, is_hop_by_hop, listed_in_connection, name_is, parse_content_length, trim,
-    write_header, write_u64, Framing,
+    connection_has, connection_lists_fields, is_hop_by_hop, listed_in_connection, name_is,
+    parse_content_length, trim, write_header, write_u64, Framing,
 };
 use crate::buffer::Buffer;
 
@@ -151,8 +151,10 @@ pub fn parse(
         .as_bytes(),
     );
     out.extend(b"\r\n");
+    let listing = connection_lists_fields(headers);
     for h in headers {
-        if !is_hop_by_hop(h.name) && !listed_in_connection(headers, h.name) {
+        let drop = is_hop_by_hop(h.name) || (listing && listed_in_connection(headers, h.name));
+        if !drop {
             write_header(out, h.name.as_bytes(), h.value);
         }
     }
