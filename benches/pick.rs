@@ -15,18 +15,18 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_utils::CachePadded;
 
 use lbd::backend::Backend;
-use lbd::balance::{Balancer, PickContext};
-use lbd::config::{Algorithm, BackendConfig, Balancer as BalancerConfig};
+use lbd::balance::{Balancer, Kind, PickContext};
+use lbd::config::BackendConfig;
 
 const WEIGHTS: [u32; 10] = [5, 3, 2, 1, 1, 1, 1, 1, 1, 1];
 
-const ALGORITHMS: [(&str, Algorithm); 6] = [
-    ("round_robin", Algorithm::RoundRobin),
-    ("weighted_round_robin", Algorithm::WeightedRoundRobin),
-    ("least_connections", Algorithm::LeastConnections),
-    ("power_of_two", Algorithm::PowerOfTwo),
-    ("consistent_hash", Algorithm::ConsistentHash),
-    ("ip_hash", Algorithm::IpHash),
+/// `consistent_hash` and `ip_hash` are both Maglev; they differ only in the key hashed.
+const ALGORITHMS: [(&str, Kind); 5] = [
+    ("round_robin", Kind::RoundRobin),
+    ("weighted_round_robin", Kind::WeightedRoundRobin),
+    ("least_connections", Kind::LeastConnections),
+    ("power_of_two", Kind::PowerOfTwo),
+    ("consistent_hash", Kind::Maglev),
 ];
 
 /// Golden-ratio increment: successive keys land far apart in the Maglev table.
@@ -37,7 +37,7 @@ struct Setup {
     balancer: Balancer,
 }
 
-fn setup(algorithm: Algorithm, slow_start: Option<Duration>) -> Arc<Setup> {
+fn setup(algorithm: Kind, slow_start: Option<Duration>) -> Arc<Setup> {
     let backends: Vec<Arc<Backend>> = WEIGHTS
         .iter()
         .enumerate()
@@ -55,12 +55,7 @@ fn setup(algorithm: Algorithm, slow_start: Option<Duration>) -> Arc<Setup> {
         backends[1].set_alive(false, t);
         backends[1].set_alive(true, t);
     }
-    let config = BalancerConfig {
-        algorithm,
-        slow_start,
-        ..BalancerConfig::default()
-    };
-    let balancer = Balancer::new(&config, &backends);
+    let balancer = Balancer::new(algorithm, slow_start, &backends);
     Arc::new(Setup { backends, balancer })
 }
 

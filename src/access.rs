@@ -4,7 +4,7 @@
 //! pipe never blocks a worker (when the channel is full, lines are dropped).
 
 use std::fmt::Write as _;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,6 +13,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 /// Lines buffered between workers and the writer before lines are dropped.
 pub const QUEUE: usize = 65_536;
+/// Most bytes the writer gathers into one write.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// The parts of a request head the log line quotes (copied only when logging is on).
 #[derive(Debug, Default, Clone)]
@@ -169,16 +171,24 @@ pub fn spawn_writer() -> std::io::Result<(Sender<String>, JoinHandle<()>)> {
     Ok((tx, thread))
 }
 
+/// Writes lines in batches: whatever is queued goes out in one write when the queue runs
+/// empty, so lines appear promptly without a syscall each. Stdout is locked only while a
+/// batch is written, never while waiting.
 fn write_lines(rx: Receiver<String>) {
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut batch = Vec::with_capacity(64 * 1024);
     while let Ok(line) = rx.recv() {
-        let _ = writeln!(out, "{line}");
-        // Flush when the queue is empty, so lines appear promptly without a syscall each.
+        batch.extend_from_slice(line.as_bytes());
+        batch.push(b'\n');
         while let Ok(line) = rx.try_recv() {
-            let _ = writeln!(out, "{line}");
+            batch.extend_from_slice(line.as_bytes());
+            batch.push(b'\n');
+            if batch.len() >= BATCH_BYTES {
+                break;
+            }
         }
-        let _ = out.flush();
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(&batch).and_then(|()| out.flush());
+        batch.clear();
     }
 }
 

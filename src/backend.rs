@@ -8,7 +8,7 @@ use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
 use crate::config::BackendConfig;
-use crate::metrics::ResponseStats;
+use crate::stats::ResponseStats;
 
 /// Operator-set admission state of a backend (spec §6 drain/enable/disable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,29 @@ impl AdminState {
     }
 }
 
+/// The result of a backend's last health probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LastProbe {
+    /// No probe has finished yet.
+    None = 0,
+    /// The last probe passed.
+    Passed = 1,
+    /// The last probe failed.
+    Failed = 2,
+}
+
+impl LastProbe {
+    /// The word in `/status`: `none`, `ok` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LastProbe::None => "none",
+            LastProbe::Passed => "ok",
+            LastProbe::Failed => "failed",
+        }
+    }
+}
+
 /// One origin server.
 ///
 /// Invariants: `alive` has one writer (the health thread, or startup); counters change
@@ -81,8 +104,8 @@ pub struct Backend {
     pub probes_ok: AtomicU64,
     /// Health probes that failed.
     pub probes_failed: AtomicU64,
-    /// Last probe: 0 none yet, 1 passed, 2 failed.
-    pub last_probe: AtomicU8,
+    /// A [`LastProbe`] as its `u8`; written by the health thread only.
+    last_probe: AtomicU8,
     /// Attempts on it that were retried (elsewhere or on a fresh connection).
     pub retries_total: AtomicU64,
     /// Pooled idle connections to it, all workers.
@@ -108,7 +131,7 @@ impl Backend {
             failures_total: AtomicU64::new(0),
             probes_ok: AtomicU64::new(0),
             probes_failed: AtomicU64::new(0),
-            last_probe: AtomicU8::new(0),
+            last_probe: AtomicU8::new(LastProbe::None as u8),
             retries_total: AtomicU64::new(0),
             idle: AtomicI64::new(0),
             responses: ResponseStats::default(),
@@ -175,12 +198,23 @@ impl Backend {
         self.idle.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// Last probe result as a word: `none`, `ok` or `failed`.
-    pub fn last_probe_str(&self) -> &'static str {
+    /// Records a probe's result (health thread only).
+    pub fn record_probe(&self, ok: bool) {
+        let (counter, last) = if ok {
+            (&self.probes_ok, LastProbe::Passed)
+        } else {
+            (&self.probes_failed, LastProbe::Failed)
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.last_probe.store(last as u8, Ordering::Relaxed);
+    }
+
+    /// The last probe's result.
+    pub fn last_probe(&self) -> LastProbe {
         match self.last_probe.load(Ordering::Relaxed) {
-            0 => "none",
-            1 => "ok",
-            _ => "failed",
+            1 => LastProbe::Passed,
+            2 => LastProbe::Failed,
+            _ => LastProbe::None,
         }
     }
 

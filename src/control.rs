@@ -1,136 +1,16 @@
-//! Every message that crosses threads, in one place, and the state they share.
+//! Every message that crosses threads, in one place, and [`Control`]: the state the
+//! supervisor, the signal handler and the admin thread share to change a running lbd
+//! (reload, backend admin states). Threads receive messages through a [`Mailbox`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use crate::backend::Backend;
-use crate::balance::Balancer;
+use crate::backend::AdminState;
 use crate::config::Config;
-use crate::metrics::ResponseStats;
-
-/// One immutable view of the configuration and its backends. Workers hold an `Arc` of
-/// it; a reload publishes a new one.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// Numbers snapshots: 0 at start, +1 per reload. Backend indexes are only meaningful
-    /// together with the generation they were taken under.
-    pub generation: u64,
-    /// The validated configuration.
-    pub config: Config,
-    /// The backends, in configuration order; indexes are stable within a snapshot.
-    pub backends: Vec<Arc<Backend>>,
-    /// The balancer over `backends`.
-    pub balancer: Balancer,
-}
-
-impl Snapshot {
-    /// Builds backends and the balancer for `config`.
-    pub fn new(config: Config) -> Snapshot {
-        let backends: Vec<Arc<Backend>> = config
-            .backends
-            .iter()
-            .map(|b| Arc::new(Backend::new(b)))
-            .collect();
-        let balancer = Balancer::new(&config.balancer, &backends);
-        Snapshot {
-            generation: 0,
-            config,
-            backends,
-            balancer,
-        }
-    }
-
-    /// The snapshot after a reload to `config`. A backend whose name, address and weight
-    /// are unchanged is carried over (its health, admin state and counters with it); a
-    /// changed one starts afresh but keeps the health verdict of its address; a new
-    /// address starts alive and ramps up under slow start.
-    pub fn reload(&self, config: Config, now: Instant) -> Snapshot {
-        let backends: Vec<Arc<Backend>> = config
-            .backends
-            .iter()
-            .map(|c| {
-                let same = self
-                    .backends
-                    .iter()
-                    .find(|b| b.name == c.name && b.address == c.address && b.weight == c.weight);
-                if let Some(b) = same {
-                    return Arc::clone(b);
-                }
-                let fresh = Backend::new(c);
-                match self.backends.iter().find(|b| b.address == c.address) {
-                    Some(old) => {
-                        fresh.set_alive(old.is_alive(), now);
-                        fresh.set_admin_state(old.admin_state());
-                    }
-                    None => fresh.mark_new(now),
-                }
-                Arc::new(fresh)
-            })
-            .collect();
-        let balancer = Balancer::new(&config.balancer, &backends);
-        Snapshot {
-            generation: self.generation + 1,
-            config,
-            backends,
-            balancer,
-        }
-    }
-
-    /// The backend named `name`.
-    pub fn backend_named(&self, name: &str) -> Option<&Arc<Backend>> {
-        self.backends.iter().find(|b| b.name == name)
-    }
-}
-
-/// Process-wide state outside any snapshot. Counters are `Relaxed`: statistics only.
-#[derive(Debug)]
-pub struct Shared {
-    /// When the process started serving.
-    pub started: Instant,
-    /// Open client connections, all workers (bounded by `server.max_connections`).
-    pub open_connections: AtomicUsize,
-    /// Client connections ever accepted.
-    pub connections_total: AtomicU64,
-    /// Bytes read from clients.
-    pub client_in_bytes: AtomicU64,
-    /// Bytes written to clients.
-    pub client_out_bytes: AtomicU64,
-    /// Attempts retried after a failure.
-    pub retries_total: AtomicU64,
-    /// Answers lbd made without a backend (refused requests, no backend alive).
-    pub unrouted: ResponseStats,
-    /// Successful configuration reloads.
-    pub reloads_ok: AtomicU64,
-    /// Rejected configuration reloads.
-    pub reloads_failed: AtomicU64,
-    /// Set once shutdown begins.
-    pub shutting_down: AtomicBool,
-}
-
-impl Shared {
-    /// Fresh counters.
-    pub fn new() -> Shared {
-        Shared {
-            started: Instant::now(),
-            open_connections: AtomicUsize::new(0),
-            connections_total: AtomicU64::new(0),
-            client_in_bytes: AtomicU64::new(0),
-            client_out_bytes: AtomicU64::new(0),
-            retries_total: AtomicU64::new(0),
-            unrouted: ResponseStats::default(),
-            reloads_ok: AtomicU64::new(0),
-            reloads_failed: AtomicU64::new(0),
-            shutting_down: AtomicBool::new(false),
-        }
-    }
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared::new()
-    }
-}
+use crate::snapshot::Snapshot;
+use crate::stats::Shared;
 
 /// Sent to a worker over its channel, followed by a wake of its `mio::Waker`.
 #[derive(Debug)]
@@ -142,15 +22,15 @@ pub enum WorkerMsg {
     },
     /// A new configuration snapshot is in force for new requests.
     Reload(Arc<Snapshot>),
-    /// A backend's health or admin state changed; the pooled connections of one that
-    /// may no longer be picked are dropped.
+    /// A backend's health verdict or admin state changed; the pooled connections of one
+    /// that may no longer be picked are dropped.
     BackendChanged {
         /// Snapshot generation `index` refers to.
         generation: u64,
         /// Index in that snapshot.
         index: usize,
-        /// The new verdict.
-        alive: bool,
+        /// It may be picked now (alive and enabled).
+        eligible: bool,
     },
 }
 
@@ -188,13 +68,151 @@ impl<T> Clone for Mailbox<T> {
 }
 
 impl<T> Mailbox<T> {
-    /// A mailbox for a thread polling on the registry `waker` was made from.
-    pub fn new(tx: crossbeam_channel::Sender<T>, waker: Arc<mio::Waker>) -> Mailbox<T> {
-        Mailbox { tx, waker }
+    /// A channel whose receiver belongs to the thread polling the registry `waker` was
+    /// made from.
+    pub fn new(waker: mio::Waker) -> (Mailbox<T>, crossbeam_channel::Receiver<T>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let waker = Arc::new(waker);
+        (Mailbox { tx, waker }, rx)
     }
 
     /// Sends and wakes; false when the thread is gone.
     pub fn send(&self, msg: T) -> bool {
         self.tx.send(msg).is_ok() && self.waker.wake().is_ok()
+    }
+}
+
+/// Why an admin action on a backend failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminError {
+    /// No backend has that name.
+    UnknownBackend,
+}
+
+/// The snapshot in force and the way to every thread that holds one. Reloads and admin
+/// actions are serialised by `changing`.
+pub struct Control {
+    current: RwLock<Arc<Snapshot>>,
+    shared: Arc<Shared>,
+    workers: Vec<Mailbox<WorkerMsg>>,
+    health: Mailbox<HealthMsg>,
+    config_path: Option<PathBuf>,
+    changing: Mutex<()>,
+}
+
+impl Control {
+    /// Control over running threads that hold `snapshot`.
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        shared: Arc<Shared>,
+        workers: Vec<Mailbox<WorkerMsg>>,
+        health: Mailbox<HealthMsg>,
+        config_path: Option<PathBuf>,
+    ) -> Control {
+        Control {
+            current: RwLock::new(snapshot),
+            shared,
+            workers,
+            health,
+            config_path,
+            changing: Mutex::new(()),
+        }
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Process-wide counters.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Every worker's mailbox.
+    pub fn workers(&self) -> &[Mailbox<WorkerMsg>] {
+        &self.workers
+    }
+
+    /// The health thread's mailbox.
+    pub fn health(&self) -> &Mailbox<HealthMsg> {
+        &self.health
+    }
+
+    /// Re-reads the configuration file and applies it. On error the old configuration
+    /// stays and the error is returned (and counted, and logged).
+    pub fn reload(&self) -> Result<(), String> {
+        let Some(path) = &self.config_path else {
+            log::warn!("reload ignored: lbd was not started from a configuration file");
+            return Err("no configuration file to reload (started from a Config)".into());
+        };
+        match Config::load(path) {
+            Ok(config) => {
+                self.apply(config);
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                log::error!("reload failed path={} error={e}", path.display());
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Applies a validated configuration: new requests use it at once, exchanges in
+    /// progress finish under the old one, no connection is dropped. Keys that need a
+    /// restart (`server.listen`, `server.workers`, `[admin]`) keep their running values.
+    pub fn apply(&self, config: Config) {
+        let _guard = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.snapshot();
+        let config = config.keeping_restart_keys(&old.config);
+        let snapshot = Arc::new(old.reload(config, Instant::now()));
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&snapshot);
+        for w in &self.workers {
+            w.send(WorkerMsg::Reload(Arc::clone(&snapshot)));
+        }
+        self.health.send(HealthMsg::Reload(Arc::clone(&snapshot)));
+        self.shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        log::info!(
+            "reload ok generation={} backends={}",
+            snapshot.generation,
+            snapshot
+                .backends
+                .iter()
+                .map(|b| b.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+
+    /// Sets a backend's admin state (`drain`, `enable`, `disable`). Drained and disabled
+    /// backends take no new requests; their idle pooled connections close at once, and
+    /// in-flight requests finish.
+    pub fn set_admin_state(&self, name: &str, state: AdminState) -> Result<(), AdminError> {
+        // Serialised with reloads, so a reload cannot copy the state from before this.
+        let _guard = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let snapshot = self.snapshot();
+        let index = snapshot
+            .backend_index(name)
+            .ok_or(AdminError::UnknownBackend)?;
+        let backend = &snapshot.backends[index];
+        let old = backend.admin_state();
+        backend.set_admin_state(state);
+        if old != state {
+            log::info!(
+                "backend={} admin={}->{}",
+                backend.name,
+                old.as_str(),
+                state.as_str()
+            );
+        }
+        for w in &self.workers {
+            w.send(WorkerMsg::BackendChanged {
+                generation: snapshot.generation,
+                index,
+                eligible: backend.is_eligible(),
+            });
+        }
+        Ok(())
     }
 }

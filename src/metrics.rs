@@ -1,113 +1,47 @@
-//! Counters behind `/metrics` and `/status`, and the Prometheus text writer. Recording is
-//! lock-free (`Relaxed` atomics: each value is an independent statistic); rendering runs
-//! on the admin thread.
+//! The Prometheus text exposition of `/metrics`: a renderer on the admin thread that reads
+//! the snapshot's backends and the shared counters (`crate::stats`); nothing on a worker
+//! imports it.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use crate::backend::Backend;
-use crate::control::{Shared, Snapshot};
+use crate::snapshot::Snapshot;
+use crate::stats::{ResponseStats, Shared, BUCKETS};
 
-/// Upper bounds (seconds) of the request duration histogram buckets.
-pub const BUCKETS: [f64; 12] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// Responses by status code and their durations, for one backend (or for answers lbd
-/// made without one).
-#[derive(Debug)]
-pub struct ResponseStats {
-    /// Index `code - 100`, codes 100–599.
-    codes: Box<[AtomicU64]>,
-    /// Cumulative counts are computed at render time; each slot counts its own range.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Default for ResponseStats {
-    fn default() -> Self {
-        ResponseStats {
-            codes: (100..600).map(|_| AtomicU64::new(0)).collect(),
-            buckets: Default::default(),
-            sum_micros: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
+/// `lbd_requests_total` lines for one label value.
+fn render_codes(out: &mut String, stats: &ResponseStats, backend: &str) {
+    for (code, n) in stats.codes() {
+        let _ = writeln!(
+            out,
+            "lbd_requests_total{{backend=\"{backend}\",code=\"{code}\"}} {n}"
+        );
     }
 }
 
-impl ResponseStats {
-    /// Records one answered request.
-    pub fn record(&self, code: u16, duration: Duration) {
-        if let Some(slot) = self.codes.get(usize::from(code).wrapping_sub(100)) {
-            slot.fetch_add(1, Ordering::Relaxed);
-        }
-        let secs = duration.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Requests answered with `code`.
-    pub fn code(&self, code: u16) -> u64 {
-        self.codes
-            .get(usize::from(code).wrapping_sub(100))
-            .map_or(0, |c| c.load(Ordering::Relaxed))
-    }
-
-    /// All requests answered.
-    pub fn total(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// Requests answered with a 5xx.
-    pub fn server_errors(&self) -> u64 {
-        (500..600).map(|c| self.code(c)).sum()
-    }
-
-    fn render(&self, out: &mut String, backend: &str) {
-        for (i, c) in self.codes.iter().enumerate() {
-            let n = c.load(Ordering::Relaxed);
-            if n > 0 {
-                let _ = writeln!(
-                    out,
-                    "lbd_requests_total{{backend=\"{backend}\",code=\"{}\"}} {n}",
-                    i + 100
-                );
-            }
-        }
-    }
-
-    fn render_histogram(&self, out: &mut String, backend: &str) {
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "lbd_request_duration_seconds_bucket{{backend=\"{backend}\",le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        cumulative += self.buckets[BUCKETS.len()].load(Ordering::Relaxed);
+/// `lbd_request_duration_seconds` histogram lines for one label value.
+fn render_histogram(out: &mut String, stats: &ResponseStats, backend: &str) {
+    let cumulative = stats.cumulative_buckets();
+    for (bound, n) in BUCKETS.iter().zip(cumulative) {
         let _ = writeln!(
             out,
-            "lbd_request_duration_seconds_bucket{{backend=\"{backend}\",le=\"+Inf\"}} {cumulative}"
-        );
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "lbd_request_duration_seconds_sum{{backend=\"{backend}\"}} {sum}"
-        );
-        let _ = writeln!(
-            out,
-            "lbd_request_duration_seconds_count{{backend=\"{backend}\"}} {cumulative}"
+            "lbd_request_duration_seconds_bucket{{backend=\"{backend}\",le=\"{bound}\"}} {n}"
         );
     }
+    let all = cumulative[BUCKETS.len()];
+    let _ = writeln!(
+        out,
+        "lbd_request_duration_seconds_bucket{{backend=\"{backend}\",le=\"+Inf\"}} {all}"
+    );
+    let _ = writeln!(
+        out,
+        "lbd_request_duration_seconds_sum{{backend=\"{backend}\"}} {}",
+        stats.sum().as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "lbd_request_duration_seconds_count{{backend=\"{backend}\"}} {all}"
+    );
 }
 
 /// Escapes a label value (backslash, quote, newline).
@@ -140,9 +74,9 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
         "Requests answered, by backend and status code.",
     );
     for (name, b) in &backends {
-        b.responses.render(&mut out, name);
+        render_codes(&mut out, &b.responses, name);
     }
-    shared.unrouted.render(&mut out, "none");
+    render_codes(&mut out, &shared.unrouted, "none");
 
     header(
         &mut out,
@@ -151,9 +85,9 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
         "Time from request head to response end.",
     );
     for (name, b) in &backends {
-        b.responses.render_histogram(&mut out, name);
+        render_histogram(&mut out, &b.responses, name);
     }
-    shared.unrouted.render_histogram(&mut out, "none");
+    render_histogram(&mut out, &shared.unrouted, "none");
 
     header(
         &mut out,
@@ -332,19 +266,16 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn histogram_is_cumulative() {
+    fn histogram_lines_are_cumulative() {
         let s = ResponseStats::default();
         s.record(200, Duration::from_micros(500));
         s.record(200, Duration::from_millis(30));
         s.record(503, Duration::from_secs(60));
-        assert_eq!(
-            (s.code(200), s.code(503), s.total(), s.server_errors()),
-            (2, 1, 3, 1)
-        );
         let mut out = String::new();
-        s.render_histogram(&mut out, "b");
+        render_histogram(&mut out, &s, "b");
         assert!(out.contains("le=\"0.001\"} 1\n"), "{out}");
         assert!(out.contains("le=\"0.05\"} 2\n"), "{out}");
         assert!(out.contains("le=\"+Inf\"} 3\n"), "{out}");

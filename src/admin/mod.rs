@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::backend::AdminState;
-use crate::supervisor::{AdminError, Control};
+use crate::control::{AdminError, Control};
 
 /// Largest admin request head read.
 const MAX_HEAD: usize = 8192;
@@ -70,13 +70,18 @@ impl Admin {
         self.addr
     }
 
-    /// Stops the listener thread.
+    /// Stops the listener thread and waits for it.
     pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(self.addr); // wakes the blocking accept
+        self.signal_stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+
+    /// Tells the listener thread to stop after the request it is serving, if any.
+    pub fn signal_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr); // wakes the blocking accept
     }
 }
 
@@ -176,7 +181,7 @@ fn backend_action(method: &str, rest: &str, control: &Control) -> Reply {
         return Reply::text(404, "not found\n");
     };
     let name = percent_decode(name);
-    if control.snapshot().backend_named(&name).is_none() {
+    if control.snapshot().backend_index(&name).is_none() {
         return Reply::text(404, format!("no backend named {name:?}\n"));
     }
     if method != "POST" {

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use crate::control::{Shared, Snapshot};
+use crate::snapshot::Snapshot;
+use crate::stats::Shared;
 
 /// A JSON string literal.
 fn string(out: &mut String, s: &str) {
@@ -62,7 +63,7 @@ pub fn json(snapshot: &Snapshot, shared: &Shared) -> String {
             b.responses.server_errors(),
             b.retries_total.load(Ordering::Relaxed),
             b.idle_connections(),
-            b.last_probe_str()
+            b.last_probe().as_str()
         );
     }
     out.push_str("]}");

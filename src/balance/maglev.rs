@@ -21,7 +21,7 @@ use super::round_robin::RoundRobin;
 use super::slow_start::RAMP_ONE;
 use super::Candidates;
 use crate::backend::Backend;
-use crate::http::request::fnv1a;
+use crate::hash::fnv1a;
 
 /// Entries in the lookup table: a prime (so every skip generates a full permutation)
 /// well above 100 × the number of backends usually run, as the paper advises.

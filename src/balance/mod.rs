@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
-use crate::config::{Algorithm, Balancer as BalancerConfig};
 
 pub use least_connections::LeastConnections;
 pub use maglev::Maglev;
@@ -54,6 +53,22 @@ impl PickContext<'_> {
     }
 }
 
+/// Which mechanism picks. The configuration's `consistent_hash` and `ip_hash` are both
+/// [`Kind::Maglev`]: they differ only in the key the exchange hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Next eligible backend in turn.
+    RoundRobin,
+    /// Smooth weighted round-robin (nginx style).
+    WeightedRoundRobin,
+    /// Fewest in-flight requests relative to weight.
+    LeastConnections,
+    /// The less loaded of two random eligible backends.
+    PowerOfTwo,
+    /// Maglev consistent hashing on [`PickContext::hash`].
+    Maglev,
+}
+
 /// The configured algorithm with its shared state, plus the slow-start ramp that applies
 /// to all of them.
 #[derive(Debug)]
@@ -75,25 +90,21 @@ enum Strategy {
 }
 
 impl Balancer {
-    /// The balancer `config` asks for over `backends`; builds its tables (this allocates,
-    /// once per snapshot).
-    pub fn new(config: &BalancerConfig, backends: &[Arc<Backend>]) -> Balancer {
-        let strategy = match config.algorithm {
-            Algorithm::RoundRobin => Strategy::RoundRobin(RoundRobin::default()),
-            Algorithm::WeightedRoundRobin => {
+    /// A `kind` balancer over `backends`, ramping new ones over `slow_start`; builds its
+    /// tables (this allocates, once per snapshot).
+    pub fn new(kind: Kind, slow_start: Option<Duration>, backends: &[Arc<Backend>]) -> Balancer {
+        let strategy = match kind {
+            Kind::RoundRobin => Strategy::RoundRobin(RoundRobin::default()),
+            Kind::WeightedRoundRobin => {
                 Strategy::WeightedRoundRobin(WeightedRoundRobin::new(backends))
             }
-            Algorithm::LeastConnections => {
-                Strategy::LeastConnections(LeastConnections::new(backends))
-            }
-            Algorithm::PowerOfTwo => Strategy::PowerOfTwo(PowerOfTwo::new(backends)),
-            Algorithm::ConsistentHash | Algorithm::IpHash => {
-                Strategy::Maglev(Maglev::new(backends))
-            }
+            Kind::LeastConnections => Strategy::LeastConnections(LeastConnections::new(backends)),
+            Kind::PowerOfTwo => Strategy::PowerOfTwo(PowerOfTwo::new(backends)),
+            Kind::Maglev => Strategy::Maglev(Maglev::new(backends)),
         };
         Balancer {
             strategy,
-            slow_start: config.slow_start.filter(|d| !d.is_zero()),
+            slow_start: slow_start.filter(|d| !d.is_zero()),
         }
     }
 
@@ -290,26 +301,16 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    const ALL: [Algorithm; 6] = [
-        Algorithm::RoundRobin,
-        Algorithm::WeightedRoundRobin,
-        Algorithm::LeastConnections,
-        Algorithm::PowerOfTwo,
-        Algorithm::ConsistentHash,
-        Algorithm::IpHash,
+    const ALL: [Kind; 5] = [
+        Kind::RoundRobin,
+        Kind::WeightedRoundRobin,
+        Kind::LeastConnections,
+        Kind::PowerOfTwo,
+        Kind::Maglev,
     ];
 
-    fn balancer(
-        algorithm: Algorithm,
-        slow_start: Option<Duration>,
-        b: &[Arc<Backend>],
-    ) -> Balancer {
-        let config = BalancerConfig {
-            algorithm,
-            slow_start,
-            ..BalancerConfig::default()
-        };
-        Balancer::new(&config, b)
+    fn balancer(kind: Kind, slow_start: Option<Duration>, b: &[Arc<Backend>]) -> Balancer {
+        Balancer::new(kind, slow_start, b)
     }
 
     /// Every algorithm, with and without keys: ineligible or tried backends are never
@@ -348,7 +349,7 @@ mod tests {
     fn only_maglev_needs_the_hash() {
         let b = backends(&[1, 1]);
         for algorithm in ALL {
-            let want = matches!(algorithm, Algorithm::ConsistentHash | Algorithm::IpHash);
+            let want = algorithm == Kind::Maglev;
             assert_eq!(balancer(algorithm, None, &b).needs_hash(), want);
         }
     }

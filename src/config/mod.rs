@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::bounds::{MAX_ATTEMPTS, MAX_HEADERS};
+use crate::grammar::is_token_byte;
+
 pub use parse::{address, duration};
 use parse::{de_address, de_duration, de_opt_duration};
 
@@ -305,11 +308,6 @@ fn default_weight() -> u32 {
     1
 }
 
-/// `tchar` of RFC 9110 §5.6.2.
-pub(crate) fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -357,6 +355,30 @@ impl Config {
         config
     }
 
+    /// This configuration for a running lbd whose configuration is `running`: the keys
+    /// that need a restart (`server.listen`, `server.workers`, `[admin]`) keep their
+    /// running values, with a warning for each one the new file changes.
+    pub fn keeping_restart_keys(mut self, running: &Config) -> Config {
+        if self.server.listen != running.server.listen {
+            log::warn!(
+                "reload: server.listen changed to {}; restart to apply",
+                self.server.listen
+            );
+        }
+        if self.server.workers != running.server.workers {
+            log::warn!(
+                "reload: server.workers changed to {}; restart to apply",
+                self.server.workers
+            );
+        }
+        if self.admin.as_ref().map(|a| a.listen) != running.admin.as_ref().map(|a| a.listen) {
+            log::warn!("reload: [admin] changed; restart to apply");
+        }
+        self.server.listen = running.server.listen;
+        self.server.workers = running.server.workers;
+        self
+    }
+
     /// Checks cross-field rules and fills derived defaults (backend names).
     pub fn validate(&mut self) -> Result<(), ConfigError> {
         let err = |key: &str, what: &str| Err(ConfigError(format!("{key}: {what}")));
@@ -369,11 +391,17 @@ impl Config {
         if self.limits.head_bytes < 256 || self.limits.head_bytes > 1 << 20 {
             return err("limits.head_bytes", "must be between 256 and 1048576");
         }
-        if self.limits.headers == 0 || self.limits.headers > 1000 {
-            return err("limits.headers", "must be between 1 and 1000");
+        if self.limits.headers == 0 || self.limits.headers > MAX_HEADERS {
+            return err(
+                "limits.headers",
+                &format!("must be between 1 and {MAX_HEADERS}"),
+            );
         }
-        if self.retry.max_attempts == 0 || self.retry.max_attempts > 16 {
-            return err("retry.max_attempts", "must be between 1 and 16");
+        if self.retry.max_attempts == 0 || self.retry.max_attempts as usize > MAX_ATTEMPTS {
+            return err(
+                "retry.max_attempts",
+                &format!("must be between 1 and {MAX_ATTEMPTS}"),
+            );
         }
         if self.retry.same_backend > 100 {
             return err("retry.same_backend", "must be at most 100");

@@ -18,7 +18,8 @@ impl Hysteresis {
     }
 
     /// The current verdict.
-    pub fn is_alive(&self) -> bool {
+    #[cfg(test)]
+    fn is_alive(&self) -> bool {
         self.alive
     }
 

@@ -9,26 +9,19 @@ mod hysteresis;
 mod probe;
 
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::Receiver;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll};
 
-pub use hysteresis::Hysteresis;
+use hysteresis::Hysteresis;
 use probe::{Probe, Verdict};
 
-use crate::control::{HealthMsg, Mailbox, Snapshot, WorkerMsg};
-
-/// The health thread's waker.
-pub const WAKER: Token = Token(0);
-
-/// The probe token of backend `index`.
-fn probe_token(index: usize) -> Token {
-    Token(index + 1)
-}
+use crate::control::{HealthMsg, Mailbox, WorkerMsg};
+use crate::snapshot::Snapshot;
+use crate::token::health::{self as token, Target};
 
 /// The health thread's state.
 pub struct HealthChecker {
@@ -100,13 +93,13 @@ impl HealthChecker {
                 return;
             }
             for event in events.iter() {
-                match event.token() {
-                    WAKER => {
+                match token::classify(event.token()) {
+                    Target::Waker => {
                         if !self.handle_messages() {
                             return;
                         }
                     }
-                    Token(t) => self.advance(t - 1),
+                    Target::Probe(i) => self.advance(i),
                 }
             }
             self.expire(Instant::now());
@@ -175,7 +168,7 @@ impl HealthChecker {
                 Ok(mut probe) => {
                     let registered = self.poll.registry().register(
                         &mut probe.stream,
-                        probe_token(i),
+                        token::probe(i),
                         Interest::READABLE | Interest::WRITABLE,
                     );
                     match registered {
@@ -221,15 +214,10 @@ impl HealthChecker {
 
     fn record(&mut self, i: usize, ok: bool, reason: &str) {
         let backend = &self.snapshot.backends[i];
-        if ok {
-            backend.probes_ok.fetch_add(1, Ordering::Relaxed);
-        } else {
-            backend.probes_failed.fetch_add(1, Ordering::Relaxed);
+        backend.record_probe(ok);
+        if !ok {
             log::debug!("backend={} probe failed: {reason}", backend.name);
         }
-        backend
-            .last_probe
-            .store(if ok { 1 } else { 2 }, Ordering::Relaxed);
         let health = &self.snapshot.config.health;
         if let Some(alive) = self.states[i].observe(ok, health.rise, health.fall) {
             self.flip(i, alive, reason);
@@ -250,7 +238,7 @@ impl HealthChecker {
             w.send(WorkerMsg::BackendChanged {
                 generation: self.snapshot.generation,
                 index: i,
-                alive,
+                eligible: backend.is_eligible(),
             });
         }
     }

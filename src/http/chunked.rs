@@ -194,7 +194,7 @@ fn is_trailer_field(line: &[u8]) -> bool {
     colon > 0
         && line[..colon]
             .iter()
-            .all(|&b| crate::config::is_token_byte(b))
+            .all(|&b| crate::grammar::is_token_byte(b))
         && line[colon + 1..]
             .iter()
             .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f))

@@ -14,9 +14,6 @@ pub use canned::Canned;
 pub use request::{Method, RequestError, RequestHead};
 pub use response::{ResponseError, ResponseHead};
 
-/// The most header fields any head may carry (`limits.headers` is capped to this).
-pub const MAX_HEADERS: usize = 1000;
-
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
     "connection",

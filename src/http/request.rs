@@ -7,9 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::{
     connection_has, connection_lists_fields, is_hop_by_hop, list_items, listed_in_connection,
-    name_is, parse_content_length, trim, write_header, write_u64, Framing, MAX_HEADERS,
+    name_is, parse_content_length, trim, write_header, write_u64, Framing,
 };
+use crate::bounds::MAX_HEADERS;
 use crate::buffer::Buffer;
+use crate::hash::fnv1a;
 
 /// Request methods lbd distinguishes; everything else is `Other` and forwarded as is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,13 +406,6 @@ impl HeaderFacts {
             )),
         }
     }
-}
-
-/// 64-bit FNV-1a: a fast, allocation-free hash for balancing keys.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

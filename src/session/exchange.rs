@@ -8,8 +8,9 @@ use std::time::{Instant, SystemTime};
 use super::Conn;
 use crate::access::{self, RequestInfo};
 use crate::balance::PickContext;
+use crate::bounds::MAX_ATTEMPTS;
 use crate::http::body::{self, Decoder, Encoder};
-use crate::http::request::{fnv1a, Method, RequestHead};
+use crate::http::request::{Method, RequestHead};
 use crate::http::response::{self, ResponseContext, ResponseHead};
 use crate::http::{find_head_end, Canned};
 use crate::net::{self, Io};
@@ -17,8 +18,6 @@ use crate::retry::{self, Attempts, Failure, Next};
 use crate::upstream::{ConnectStatus, Link};
 use crate::worker::Env;
 
-/// Most backends one request may try (`retry.max_attempts` is validated against it).
-pub const MAX_ATTEMPTS: usize = 16;
 /// Most interim (1xx) responses relayed for one request.
 const MAX_INTERIM: u32 = 16;
 
@@ -348,7 +347,7 @@ impl Exchange {
                         .snapshot
                         .balancer
                         .needs_hash()
-                        .then(|| ip_hash(conn.peer.ip())),
+                        .then(|| crate::hash::ip(conn.peer.ip())),
                     crate::config::HashKey::Header(_) => self.req.hash,
                 };
                 let ctx = PickContext {
@@ -751,13 +750,5 @@ pub fn reason_for(canned: Canned) -> &'static str {
         Canned::RequestTimeout | Canned::GatewayTimeout => "timeout",
         Canned::BadGateway => "upstream_error",
         Canned::ServiceUnavailable => "no_backend",
-    }
-}
-
-/// Hash of a client address for `ip_hash`/`consistent_hash`.
-pub fn ip_hash(ip: std::net::IpAddr) -> u64 {
-    match ip {
-        std::net::IpAddr::V4(v4) => fnv1a(&v4.octets()),
-        std::net::IpAddr::V6(v6) => fnv1a(&v6.octets()),
     }
 }

@@ -3,9 +3,6 @@
 //! heap. Its loop is a dispatcher: poll, handle events, drive ready sessions, expire
 //! deadlines. Nothing here sleeps or blocks.
 
-pub mod timer;
-pub mod token;
-
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -19,13 +16,15 @@ use slab::Slab;
 
 use crate::backend::Backend;
 use crate::buffer::BufPool;
-use crate::control::{HealthMsg, Mailbox, Shared, Snapshot, WorkerMsg};
+use crate::control::{HealthMsg, Mailbox, WorkerMsg};
 use crate::net::{self, Io};
 use crate::pool::UpstreamPool;
 use crate::session::{Drive, Session};
+use crate::snapshot::Snapshot;
+use crate::stats::{LocalStats, Shared};
+use crate::timer::{TimerKey, Timers};
+use crate::token::{self, Target};
 use crate::upstream::Upstream;
-use timer::{TimerKey, Timers};
-use token::Target;
 
 /// Most connections accepted per wake before serving others.
 const ACCEPT_BATCH: usize = 64;
@@ -43,18 +42,6 @@ const SPARE_BUFFERS: usize = 1024;
 const RESPONSE_BUFFER_SIZE: usize = 64 * 1024;
 /// Size of every session buffer at least; `limits.head_bytes` may raise it.
 const BUFFER_SIZE: usize = 16 * 1024;
-
-/// Counters a worker accumulates locally and adds to [`Shared`] once per loop turn, so
-/// the hot path touches no shared cache line for statistics.
-#[derive(Debug, Default)]
-pub struct LocalStats {
-    /// Bytes read from clients.
-    pub client_in: u64,
-    /// Bytes written to clients.
-    pub client_out: u64,
-    /// Retried attempts.
-    pub retries: u64,
-}
 
 /// Everything a session needs from its worker besides itself.
 pub struct Env {
@@ -349,6 +336,11 @@ impl Worker {
         })
     }
 
+    /// Index for logs and the thread name.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
     /// The event loop; returns after shutdown completes.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS);
@@ -630,9 +622,9 @@ impl Worker {
                 WorkerMsg::BackendChanged {
                     generation,
                     index,
-                    alive,
+                    eligible,
                 } => {
-                    if !alive && generation == self.env.generation {
+                    if !eligible && generation == self.env.generation {
                         self.env.clear_pool(Some(index));
                     }
                 }
@@ -676,23 +668,7 @@ impl Worker {
     }
 
     fn flush_stats(&mut self) {
-        let stats = std::mem::take(&mut self.env.stats);
-        let shared = &self.env.shared;
-        if stats.client_in > 0 {
-            shared
-                .client_in_bytes
-                .fetch_add(stats.client_in, Ordering::Relaxed);
-        }
-        if stats.client_out > 0 {
-            shared
-                .client_out_bytes
-                .fetch_add(stats.client_out, Ordering::Relaxed);
-        }
-        if stats.retries > 0 {
-            shared
-                .retries_total
-                .fetch_add(stats.retries, Ordering::Relaxed);
-        }
+        self.env.stats.flush(&self.env.shared);
     }
 }
 

@@ -1,7 +1,9 @@
-//! The one place that writes `mio::Token` values: what each token number means.
+//! The one place that writes `mio::Token` values: what each token number means, for a
+//! worker's poll and for the health thread's.
 //!
-//! Layout: 0 is the listener, 1 the waker; from 2 on, even numbers are sessions and odd
-//! numbers upstream connections, each by its slab index.
+//! Worker layout: 0 is the listener, 1 the waker; from 2 on, even numbers are sessions
+//! and odd numbers upstream connections, each by its slab index.
+//! Health layout: 0 is the waker; `1 + i` is the probe of backend `i`.
 
 use mio::Token;
 
@@ -11,7 +13,7 @@ pub const LISTENER: Token = Token(0);
 pub const WAKER: Token = Token(1);
 const FIRST: usize = 2;
 
-/// What a token refers to.
+/// What a worker's token refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// The listener.
@@ -34,13 +36,43 @@ pub fn upstream(index: usize) -> Token {
     Token(FIRST + index * 2 + 1)
 }
 
-/// Decodes a token from an event.
+/// Decodes a token from a worker's event.
 pub fn classify(token: Token) -> Target {
     match token.0 {
         0 => Target::Listener,
         1 => Target::Waker,
         n if (n - FIRST) % 2 == 0 => Target::Session((n - FIRST) / 2),
         n => Target::Upstream((n - FIRST) / 2),
+    }
+}
+
+/// The health thread's tokens.
+pub mod health {
+    use mio::Token;
+
+    /// The health thread's `mio::Waker`.
+    pub const WAKER: Token = Token(0);
+
+    /// What a health token refers to.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Target {
+        /// The waker.
+        Waker,
+        /// The probe of backend `i` (index in the health thread's snapshot).
+        Probe(usize),
+    }
+
+    /// The token of backend `index`'s probe.
+    pub fn probe(index: usize) -> Token {
+        Token(index + 1)
+    }
+
+    /// Decodes a token from a health event.
+    pub fn classify(token: Token) -> Target {
+        match token.0 {
+            0 => Target::Waker,
+            n => Target::Probe(n - 1),
+        }
     }
 }
 
@@ -53,8 +85,10 @@ mod tests {
         for i in [0, 1, 7, 1 << 20] {
             assert_eq!(classify(session(i)), Target::Session(i));
             assert_eq!(classify(upstream(i)), Target::Upstream(i));
+            assert_eq!(health::classify(health::probe(i)), health::Target::Probe(i));
         }
         assert_eq!(classify(LISTENER), Target::Listener);
         assert_eq!(classify(WAKER), Target::Waker);
+        assert_eq!(health::classify(health::WAKER), health::Target::Waker);
     }
 }
