@@ -1,10 +1,8 @@
 //! The retry policy of spec §4 as a pure decision: given what failed and what has been
-//! tried, what happens next. No sockets, no clocks.
+//! tried, what happens next, and whether the backend is to be reported down. No sockets,
+//! no clocks, no configuration types: the caller hands in the numbers.
 
-use std::time::Duration;
-
-use crate::config::RetryPolicy;
-use crate::http::Canned;
+use crate::fault::Fault;
 
 /// What went wrong with one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,47 +29,72 @@ pub struct Attempts {
     pub fresh_retry_used: bool,
 }
 
+/// How much retrying the configuration allows (`[retry]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Connect retries on one backend (`retry.same_backend`).
+    pub same_backend: u32,
+    /// Backends tried for one request (`retry.max_attempts`).
+    pub max_attempts: u32,
+}
+
 /// The next step after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
-    /// Connect to the same backend again after this pause.
-    SameBackend(Duration),
+    /// Connect to the same backend again after the configured delay.
+    SameBackend,
     /// Open a fresh connection to the same backend now (a pooled one failed).
     FreshConnection,
-    /// Try another backend; `mark_down` reports the current one as failed.
-    NextBackend {
-        /// Report the current backend down (connects exhausted).
-        mark_down: bool,
-    },
-    /// Answer the client with this response.
-    GiveUp(Canned),
+    /// Try another backend.
+    NextBackend,
+    /// Stop trying: answer the client for this fault.
+    GiveUp(Fault),
+}
+
+/// A decision: the next step, and whether to report the backend down now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// What the exchange does next.
+    pub next: Next,
+    /// Connects to this backend are exhausted: report it down, whatever comes next
+    /// (passive marking must not depend on whether another backend may be tried).
+    pub mark_down: bool,
 }
 
 /// Decides the next step. `replayable`: the request is idempotent and lbd still holds
 /// all of it, so sending it again cannot do harm.
-pub fn decide(policy: &RetryPolicy, tried: &Attempts, failure: Failure, replayable: bool) -> Next {
-    let another_backend = tried.backends < policy.max_attempts;
+pub fn decide(budget: Budget, tried: &Attempts, failure: Failure, replayable: bool) -> Decision {
+    let another_backend = tried.backends < budget.max_attempts;
     match failure {
         Failure::Connect => {
             // `same_backend` counts retries: 1 + same_backend connects in all.
-            if tried.connects <= policy.same_backend {
-                Next::SameBackend(policy.delay)
+            let exhausted = tried.connects > budget.same_backend;
+            let next = if !exhausted {
+                Next::SameBackend
             } else if another_backend {
-                Next::NextBackend { mark_down: true }
+                Next::NextBackend
             } else {
-                Next::GiveUp(Canned::ServiceUnavailable)
+                Next::GiveUp(Fault::NoBackend)
+            };
+            Decision {
+                next,
+                mark_down: exhausted,
             }
         }
         Failure::BeforeResponse { reused, sent_any } => {
-            if sent_any && !replayable {
+            let next = if sent_any && !replayable {
                 // It may have reached the backend: never send it twice.
-                Next::GiveUp(Canned::BadGateway)
+                Next::GiveUp(Fault::NotResent)
             } else if reused && !tried.fresh_retry_used {
                 Next::FreshConnection
             } else if another_backend {
-                Next::NextBackend { mark_down: false }
+                Next::NextBackend
             } else {
-                Next::GiveUp(Canned::ServiceUnavailable)
+                Next::GiveUp(Fault::NoBackend)
+            };
+            Decision {
+                next,
+                mark_down: false,
             }
         }
     }
@@ -81,9 +104,8 @@ pub fn decide(policy: &RetryPolicy, tried: &Attempts, failure: Failure, replayab
 mod tests {
     use super::*;
 
-    const POLICY: RetryPolicy = RetryPolicy {
+    const BUDGET: Budget = Budget {
         same_backend: 3,
-        delay: Duration::from_millis(10),
         max_attempts: 3,
     };
 
@@ -95,79 +117,88 @@ mod tests {
             fresh_retry_used,
         };
         let before = |reused, sent_any| Failure::BeforeResponse { reused, sent_any };
-        let table: &[(Attempts, Failure, bool, Next)] = &[
+        let go = |next| Decision {
+            next,
+            mark_down: false,
+        };
+        let down = |next| Decision {
+            next,
+            mark_down: true,
+        };
+        let table: &[(Attempts, Failure, bool, Decision)] = &[
             (
                 t(1, 1, false),
                 Failure::Connect,
                 false,
-                Next::SameBackend(POLICY.delay),
+                go(Next::SameBackend),
             ),
             (
                 t(1, 3, false),
                 Failure::Connect,
                 false,
-                Next::SameBackend(POLICY.delay),
+                go(Next::SameBackend),
             ),
             (
                 t(1, 4, false),
                 Failure::Connect,
                 false,
-                Next::NextBackend { mark_down: true },
+                down(Next::NextBackend),
             ),
+            // The last backend's connects are exhausted: 503, and still marked down.
             (
                 t(3, 4, false),
                 Failure::Connect,
                 false,
-                Next::GiveUp(Canned::ServiceUnavailable),
+                down(Next::GiveUp(Fault::NoBackend)),
             ),
             (
                 t(1, 1, false),
                 before(true, true),
                 true,
-                Next::FreshConnection,
+                go(Next::FreshConnection),
             ),
             (
                 t(1, 1, true),
                 before(true, true),
                 true,
-                Next::NextBackend { mark_down: false },
+                go(Next::NextBackend),
             ),
             (
                 t(1, 1, false),
                 before(false, true),
                 true,
-                Next::NextBackend { mark_down: false },
+                go(Next::NextBackend),
             ),
             (
                 t(3, 1, false),
                 before(false, true),
                 true,
-                Next::GiveUp(Canned::ServiceUnavailable),
+                go(Next::GiveUp(Fault::NoBackend)),
             ),
             // A POST that may have arrived is never sent again, pooled or not.
             (
                 t(1, 1, false),
                 before(true, true),
                 false,
-                Next::GiveUp(Canned::BadGateway),
+                go(Next::GiveUp(Fault::NotResent)),
             ),
             (
                 t(1, 1, false),
                 before(false, true),
                 false,
-                Next::GiveUp(Canned::BadGateway),
+                go(Next::GiveUp(Fault::NotResent)),
             ),
             // ... but one that provably did not may go elsewhere.
             (
                 t(1, 1, false),
                 before(true, false),
                 false,
-                Next::FreshConnection,
+                go(Next::FreshConnection),
             ),
         ];
         for (tried, failure, replayable, want) in table {
             assert_eq!(
-                decide(&POLICY, tried, *failure, *replayable),
+                decide(BUDGET, tried, *failure, *replayable),
                 *want,
                 "{tried:?} {failure:?}"
             );
@@ -176,9 +207,9 @@ mod tests {
 
     #[test]
     fn zero_same_backend_tries_once() {
-        let policy = RetryPolicy {
+        let budget = Budget {
             same_backend: 0,
-            ..POLICY
+            ..BUDGET
         };
         let tried = Attempts {
             backends: 1,
@@ -186,8 +217,11 @@ mod tests {
             fresh_retry_used: false,
         };
         assert_eq!(
-            decide(&policy, &tried, Failure::Connect, true),
-            Next::NextBackend { mark_down: true }
+            decide(budget, &tried, Failure::Connect, true),
+            Decision {
+                next: Next::NextBackend,
+                mark_down: true
+            }
         );
     }
 }

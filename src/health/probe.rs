@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use crate::net::{self, Io};
+use crate::net::{self, ConnectStatus, Io};
 
 /// Most response bytes a probe reads looking for the status line.
 const MAX_STATUS_LINE: usize = 1024;
@@ -70,17 +70,12 @@ impl Probe {
         loop {
             match self.stage {
                 Stage::Connecting => {
-                    // mio's connect contract: take_error, then peer_addr decides.
-                    match self.stream.take_error() {
-                        Ok(Some(e)) | Err(e) => return Verdict::Unhealthy(format!("connect: {e}")),
-                        Ok(None) => {}
-                    }
-                    match self.stream.peer_addr() {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                            return Verdict::Pending
+                    match net::connect_status(&self.stream) {
+                        ConnectStatus::Connected => {}
+                        ConnectStatus::Pending => return Verdict::Pending,
+                        ConnectStatus::Failed(e) => {
+                            return Verdict::Unhealthy(format!("connect: {e}"))
                         }
-                        Err(e) => return Verdict::Unhealthy(format!("connect: {e}")),
                     }
                     if self.request.is_none() {
                         return Verdict::Healthy;

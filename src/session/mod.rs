@@ -2,10 +2,12 @@
 //! heads, runs one [`Exchange`] at a time (pipelined requests wait in the input buffer,
 //! answered in order), and closes cleanly.
 //!
-//! Every readiness event, timer or retry ends in [`Session::drive`], a bounded progress
-//! loop: read what can be read, let the phase move bytes, write what can be written, and
-//! repeat while anything moved.
+//! Its state machine is [`Phase`]. Every readiness event, timer or retry ends in
+//! [`Session::drive`], a bounded progress loop: read what can be read, let the phase move
+//! bytes, write what can be written, and repeat while anything moved.
 
+mod conn;
+mod env;
 mod exchange;
 
 use std::net::{Shutdown, SocketAddr};
@@ -13,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-pub use exchange::Exchange;
-use exchange::Outcome;
+pub use conn::Conn;
+pub use env::Env;
+use exchange::{Exchange, Outcome};
 
 use crate::access::{self, RequestInfo};
-use crate::buffer::Buffer;
-use crate::http::{self, Canned, RequestError};
-use crate::net::{self, Io};
-use crate::worker::Env;
+use crate::config::HashKey;
+use crate::fault::Fault;
+use crate::http::{self, RequestError};
+use crate::net::{Io, Peer};
 
 /// Progress rounds per drive before yielding to other sessions (fairness); the worker
 /// drives a session that hit the bound again on its next turn.
@@ -30,53 +33,29 @@ const LINGER: Duration = Duration::from_secs(2);
 /// ... and how many bytes of it at most.
 const LINGER_BYTES: usize = 1 << 20;
 
-/// The client side of a session: socket, edges, and the four byte queues.
-///
-/// `client_in` holds bytes from the client (heads, bodies, pipelined requests);
-/// `upstream_out` the request as lbd re-serialised it; `upstream_in` bytes from the
-/// upstream; `client_out` the response as lbd re-serialised it.
-#[derive(Debug)]
-pub struct Conn {
-    /// The client socket.
-    pub client: TcpStream,
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The local address it connected to.
-    pub local: SocketAddr,
-    /// A readable edge not yet drained.
-    pub readable: bool,
-    /// The kernel reported the peer's FIN (or an error): a short read no longer means
-    /// "drained", so reading continues until it returns 0.
-    pub read_closed: bool,
-    /// A writable edge not yet used up.
-    pub writable: bool,
-    /// The client sent FIN (or its socket failed): nothing more will arrive.
-    pub eof: bool,
-    /// The client socket failed: nothing can be sent either.
-    pub broken: bool,
-    /// Bytes from the client.
-    pub client_in: Buffer,
-    /// Bytes for the client.
-    pub client_out: Buffer,
-    /// Bytes for the upstream.
-    pub upstream_out: Buffer,
-    /// Bytes from the upstream.
-    pub upstream_in: Buffer,
-    /// Last time bytes moved to or from the client.
-    pub last_client_io: Instant,
+/// Whether a handler moved bytes or state; the drive loop repeats while anything moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing moved: wait for an event or a deadline.
+    Idle,
+    /// Bytes or state moved: another round may move more.
+    Moved,
 }
 
-impl Conn {
-    /// Drops pending bytes and returns all four buffers' storage to the pool.
-    fn release_buffers(&mut self, env: &mut Env) {
-        for b in [&mut self.client_in, &mut self.upstream_out] {
-            b.clear();
-            b.release(&mut env.bufs);
+impl From<bool> for Progress {
+    fn from(moved: bool) -> Progress {
+        if moved {
+            Progress::Moved
+        } else {
+            Progress::Idle
         }
-        for b in [&mut self.upstream_in, &mut self.client_out] {
-            b.clear();
-            b.release(&mut env.big_bufs);
-        }
+    }
+}
+
+impl std::ops::BitOr for Progress {
+    type Output = Progress;
+    fn bitor(self, other: Progress) -> Progress {
+        Progress::from(self == Progress::Moved || other == Progress::Moved)
     }
 }
 
@@ -87,28 +66,45 @@ impl Conn {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 enum Phase {
-    /// Waiting for (the rest of) a request head.
-    Head {
-        /// When waiting ends: idle or header timeout.
+    /// Between requests: nothing of the next head has arrived. The deadline is
+    /// `client_header` from accept on a new connection, `client_idle` after a response;
+    /// passing it closes the connection without an answer.
+    Idle {
+        /// When waiting ends.
         deadline: Instant,
-        /// Part of a head has arrived (header timeout applies, not idle).
-        started: bool,
+    },
+    /// Part of a request head has arrived; the rest is due by `client_header`.
+    Head {
+        /// When a 408 answers the incomplete head.
+        deadline: Instant,
         /// Bytes of `client_in` already searched for the end of the head.
         scanned: usize,
     },
     /// One request/response in progress.
     Exchange(Exchange),
-    /// Flushing a final response, then draining unread input before closing.
-    Closing {
+    /// A final response is leaving; then the write side is shut.
+    Flushing {
+        /// Hard end of the flush (`client_io`).
+        deadline: Instant,
+        /// Input bytes discarded so far.
+        drained: usize,
+    },
+    /// The write side is shut: unread input is drained briefly, so the client reads the
+    /// last response instead of a reset (spec §7.7).
+    Lingering {
         /// Hard end of the linger.
         deadline: Instant,
-        /// The write side has been shut down.
-        shut: bool,
-        /// Bytes discarded so far.
+        /// Input bytes discarded so far.
         drained: usize,
     },
     /// Finished: the worker removes the session.
     Done,
+}
+
+impl Phase {
+    fn is_closing(&self) -> bool {
+        matches!(self, Phase::Flushing { .. } | Phase::Lingering { .. })
+    }
 }
 
 /// What [`Session::drive`] leaves behind.
@@ -127,8 +123,6 @@ pub enum Drive {
 pub struct Session {
     conn: Conn,
     phase: Phase,
-    /// Requests started on this connection.
-    requests: u64,
     /// The current deadline (see `Phase`).
     pub deadline: Instant,
     /// Earliest timer entry armed for this session.
@@ -139,30 +133,11 @@ pub struct Session {
 
 impl Session {
     /// A freshly accepted connection, waiting for its first head.
-    pub fn new(client: TcpStream, peer: SocketAddr, local: SocketAddr, env: &Env) -> Session {
-        let deadline = env.now + env.snapshot.config.timeouts.client_header;
+    pub fn new(client: TcpStream, addr: SocketAddr, local: SocketAddr, env: &Env) -> Session {
+        let deadline = env.now + env.config().timeouts.client_header;
         Session {
-            conn: Conn {
-                client,
-                peer,
-                local,
-                readable: false,
-                read_closed: false,
-                writable: false,
-                eof: false,
-                broken: false,
-                client_in: Buffer::default(),
-                client_out: Buffer::default(),
-                upstream_out: Buffer::default(),
-                upstream_in: Buffer::default(),
-                last_client_io: env.now,
-            },
-            phase: Phase::Head {
-                deadline,
-                started: false,
-                scanned: 0,
-            },
-            requests: 0,
+            conn: Conn::new(client, addr, local, env.now),
+            phase: Phase::Idle { deadline },
             deadline,
             armed: None,
             scheduled: false,
@@ -176,14 +151,12 @@ impl Session {
 
     /// Records readiness from a client event.
     pub fn client_ready(&mut self, readable: bool, writable: bool, read_closed: bool) {
-        self.conn.readable |= readable;
-        self.conn.read_closed |= read_closed;
-        self.conn.writable |= writable;
+        self.conn.edges.record(readable, writable, read_closed);
     }
 
     /// True when idle between requests with nothing pending (closed first at shutdown).
     pub fn is_idle(&self) -> bool {
-        matches!(self.phase, Phase::Head { started: false, .. })
+        matches!(self.phase, Phase::Idle { .. })
             && self.conn.client_in.is_empty()
             && self.conn.client_out.is_empty()
     }
@@ -191,13 +164,11 @@ impl Session {
     /// Runs the progress loop. `sid` is this session's slab index.
     pub fn drive(&mut self, sid: usize, env: &mut Env) -> Drive {
         for _ in 0..ROUNDS {
-            let mut progress = self.read_client(env);
-            progress |= self.step(sid, env);
-            progress |= self.write_client(env);
+            let progress = self.read_client(env) | self.step(sid, env) | self.write_client(env);
             if matches!(self.phase, Phase::Done) {
                 return Drive::Finished;
             }
-            if !progress {
+            if progress == Progress::Idle {
                 self.settle(env);
                 return Drive::Idle;
             }
@@ -209,21 +180,19 @@ impl Session {
     /// Handles the deadline having passed at `env.now`.
     pub fn expire(&mut self, sid: usize, env: &mut Env) -> Drive {
         match &mut self.phase {
-            Phase::Head { started, .. } => {
-                if *started && self.conn.client_out.is_empty() {
-                    log::debug!("client={} header timeout", self.conn.peer);
-                    self.record_refusal(Canned::RequestTimeout, None, env);
-                    self.respond_and_close(Canned::RequestTimeout, env);
-                } else {
-                    log::debug!("client={} idle timeout", self.conn.peer);
-                    self.phase = Phase::Done;
-                }
+            Phase::Head { .. } if self.conn.client_out.is_empty() => {
+                log::debug!("client={} header timeout", self.conn.addr);
+                self.refuse(Fault::HeaderTimeout, None, env);
+            }
+            Phase::Idle { .. } | Phase::Head { .. } => {
+                log::debug!("client={} idle timeout", self.conn.addr);
+                self.phase = Phase::Done;
             }
             Phase::Exchange(x) => {
                 let outcome = x.expire(&mut self.conn, env);
                 self.apply(outcome, env);
             }
-            Phase::Closing { .. } => self.phase = Phase::Done,
+            Phase::Flushing { .. } | Phase::Lingering { .. } => self.phase = Phase::Done,
             Phase::Done => {}
         }
         if matches!(self.phase, Phase::Done) {
@@ -235,7 +204,7 @@ impl Session {
     /// Releases everything the session holds (upstream, backend slot, buffers).
     pub fn close(&mut self, env: &mut Env) {
         if let Phase::Exchange(x) = &mut self.phase {
-            x.abandon(&mut self.conn, env, "closed");
+            x.abandon(Fault::Shutdown, &mut self.conn, env);
         }
         self.phase = Phase::Done;
         self.conn.release_buffers(env);
@@ -248,58 +217,52 @@ impl Session {
         }
     }
 
-    fn step(&mut self, sid: usize, env: &mut Env) -> bool {
+    fn step(&mut self, sid: usize, env: &mut Env) -> Progress {
         match &mut self.phase {
-            Phase::Head { .. } => self.step_head(env),
+            Phase::Idle { .. } | Phase::Head { .. } => self.step_head(env),
             Phase::Exchange(x) => {
                 let outcome = x.step(sid, &mut self.conn, env);
                 self.apply(outcome, env)
             }
-            Phase::Closing {
-                deadline,
-                shut,
-                drained,
-            } => {
-                if !self.conn.client_out.is_empty() && !self.conn.broken {
-                    return false;
+            Phase::Flushing { deadline, drained } => {
+                if !self.conn.client_out.is_empty() && self.conn.peer != Peer::Broken {
+                    return Progress::Idle;
                 }
-                if !*shut {
-                    *shut = true;
-                    *deadline = (*deadline).min(env.now + LINGER);
-                    let _ = self.conn.client.shutdown(Shutdown::Write);
-                }
-                if self.conn.eof || *drained > LINGER_BYTES {
-                    self.phase = Phase::Done;
-                    return true;
-                }
-                false
+                let _ = self.conn.client.shutdown(Shutdown::Write);
+                self.phase = Phase::Lingering {
+                    deadline: (*deadline).min(env.now + LINGER),
+                    drained: *drained,
+                };
+                Progress::Moved
             }
-            Phase::Done => false,
+            Phase::Lingering { drained, .. } => {
+                if self.conn.peer.is_eof() || *drained > LINGER_BYTES {
+                    self.phase = Phase::Done;
+                    return Progress::Moved;
+                }
+                Progress::Idle
+            }
+            Phase::Done => Progress::Idle,
         }
     }
 
-    /// Applies an exchange's outcome to the session's phase; returns progress.
-    fn apply(&mut self, outcome: Outcome, env: &mut Env) -> bool {
+    /// Applies an exchange's outcome to the session's phase.
+    fn apply(&mut self, outcome: Outcome, env: &mut Env) -> Progress {
         match outcome {
-            Outcome::Continue(progress) => progress,
+            Outcome::Running(progress) => progress,
             Outcome::Finished { keep_alive } => {
-                if keep_alive && !env.shutting_down && !self.conn.eof {
-                    self.phase = Phase::Head {
-                        deadline: env.now + env.snapshot.config.timeouts.client_idle,
-                        started: false,
-                        scanned: 0,
+                if keep_alive && !env.shutting_down && !self.conn.peer.is_eof() {
+                    self.phase = Phase::Idle {
+                        deadline: env.now + env.config().timeouts.client_idle,
                     };
                 } else {
                     self.linger(env);
                 }
-                true
+                Progress::Moved
             }
-            Outcome::Abort => {
-                if let Phase::Exchange(x) = &mut self.phase {
-                    x.abandon(&mut self.conn, env, "upstream_error");
-                }
+            Outcome::Aborted => {
                 self.phase = Phase::Done;
-                true
+                Progress::Moved
             }
         }
     }
@@ -307,21 +270,22 @@ impl Session {
     /// Flushes what is queued (within `client_io`), then shuts the write side and drains
     /// input for at most `LINGER`, so the client reads the last response, not a reset.
     fn linger(&mut self, env: &Env) {
-        let flush = env.snapshot.config.timeouts.client_io;
-        self.phase = Phase::Closing {
-            deadline: env.now + flush,
-            shut: false,
+        self.phase = Phase::Flushing {
+            deadline: env.now + env.config().timeouts.client_io,
             drained: 0,
         };
     }
 
-    /// Counts (and logs) an answer lbd made before any exchange began.
-    fn record_refusal(&self, canned: Canned, info: Option<RequestInfo>, env: &mut Env) {
+    /// Answers a request lbd refuses before any exchange began, records it, and closes
+    /// after the answer (spec §7.7).
+    fn refuse(&mut self, fault: Fault, info: Option<RequestInfo>, env: &mut Env) {
+        let answer = fault.answer();
+        let canned = answer.canned.expect("a refusal is answered");
         env.shared.unrouted.record(canned.status(), Duration::ZERO);
         if let Some(log) = env.access_log() {
             let request = info.unwrap_or_default();
             let entry = access::Entry {
-                client: self.conn.peer.ip(),
+                client: self.conn.addr.ip(),
                 request: &request,
                 status: canned.status(),
                 body_bytes: 0,
@@ -329,86 +293,80 @@ impl Session {
                 upstream_status: None,
                 duration: 0.0,
                 retries: 0,
-                reason: exchange::reason_for(canned),
+                reason: answer.reason,
             };
             let _ = log.try_send(access::format(&entry, std::time::SystemTime::now()));
         }
-    }
-
-    /// Queues a canned response and closes after it (spec §7.7).
-    fn respond_and_close(&mut self, canned: Canned, env: &mut Env) {
         self.conn.client_out.ensure(&mut env.big_bufs);
         canned.write(&mut self.conn.client_out, true, false);
         self.linger(env);
     }
 
-    fn step_head(&mut self, env: &mut Env) -> bool {
-        let Phase::Head {
-            deadline,
-            started,
-            scanned,
-        } = &mut self.phase
-        else {
-            return false;
-        };
+    /// Waits for a whole request head, then starts its exchange (or refuses it).
+    fn step_head(&mut self, env: &mut Env) -> Progress {
         let conn = &mut self.conn;
         if !conn.client_out.is_empty() {
             // The previous response is still leaving; pipelined heads wait their turn.
-            return false;
+            return Progress::Idle;
         }
-        // RFC 9112 §2.2: ignore empty lines before a request line.
-        let blank = conn
-            .client_in
-            .data()
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        if blank > 0 && *scanned == 0 {
-            conn.client_in.advance(blank);
-        }
-        if conn.client_in.is_empty() {
-            conn.client_in.reset_if_empty();
-            if conn.eof || env.shutting_down {
-                self.phase = Phase::Done;
-                return true;
+        let scanned = match self.phase {
+            Phase::Head { scanned, .. } => scanned,
+            _ => {
+                // RFC 9112 §2.2: ignore empty lines before a request line.
+                let blank = conn
+                    .client_in
+                    .data()
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+                conn.client_in.advance(blank);
+                if conn.client_in.is_empty() {
+                    conn.client_in.reset_if_empty();
+                    if conn.peer.is_eof() || env.shutting_down {
+                        self.phase = Phase::Done;
+                        return Progress::Moved;
+                    }
+                    return Progress::Idle;
+                }
+                self.phase = Phase::Head {
+                    deadline: env.now + env.config().timeouts.client_header,
+                    scanned: 0,
+                };
+                0
             }
-            return false;
-        }
-        if !*started {
-            *started = true;
-            *deadline = env.now + env.snapshot.config.timeouts.client_header;
-        }
-        let limits = env.snapshot.config.limits;
+        };
+        let limits = env.config().limits;
         let data = conn.client_in.data();
-        let Some(end) = http::find_head_end(data, *scanned) else {
-            *scanned = data.len();
+        let Some(end) = http::find_head_end(data, scanned) else {
+            if let Phase::Head { scanned, .. } = &mut self.phase {
+                *scanned = data.len();
+            }
             if data.len() >= limits.head_bytes || conn.client_in.room() == 0 {
-                let canned = too_large(data, limits.head_bytes);
-                self.record_refusal(canned, None, env);
-                self.respond_and_close(canned, env);
-                return true;
+                let e = too_large(data, limits.head_bytes);
+                self.refuse(Fault::Refused(e), None, env);
+                return Progress::Moved;
             }
-            if conn.eof {
-                log::debug!("client={} closed mid-head", conn.peer);
+            if conn.peer.is_eof() {
+                log::debug!("client={} closed mid-head", conn.addr);
                 self.phase = Phase::Done;
-                return true;
+                return Progress::Moved;
             }
-            return false;
+            return Progress::Idle;
         };
         if end > limits.head_bytes {
-            let canned = too_large(data, limits.head_bytes);
-            self.record_refusal(canned, None, env);
-            self.respond_and_close(canned, env);
-            return true;
+            let e = too_large(data, limits.head_bytes);
+            self.refuse(Fault::Refused(e), None, env);
+            return Progress::Moved;
         }
         conn.upstream_out.ensure(&mut env.bufs);
         conn.upstream_out.clear();
-        let hash_header = match &env.snapshot.config.balancer.hash_key {
-            crate::config::HashKey::Header(name) => Some(name.as_str()),
-            crate::config::HashKey::Ip => None,
+        let snapshot = env.snapshot();
+        let hash_header = match &snapshot.config.balancer.hash_key {
+            HashKey::Header(name) => Some(name.as_str()),
+            HashKey::Ip => None,
         };
         let ctx = http::request::RequestContext {
-            client: conn.peer.ip(),
+            client: conn.addr.ip(),
             local: conn.local,
             max_headers: limits.headers,
             max_body: limits.body_bytes,
@@ -420,120 +378,93 @@ impl Session {
                     .access_log()
                     .map(|_| Box::new(RequestInfo::from_head(&data[..end])));
                 conn.client_in.advance(head.head_len);
-                self.requests += 1;
                 self.phase = Phase::Exchange(Exchange::new(head, access, conn, env));
             }
             Err(e) => {
-                log::debug!("client={} refused request: {e}", conn.peer);
+                log::debug!("client={} refused request: {e}", conn.addr);
                 conn.upstream_out.clear();
                 let info = RequestInfo::from_head(&data[..end]);
-                let canned = canned_for(e);
-                self.record_refusal(canned, Some(info), env);
-                self.respond_and_close(canned, env);
+                self.refuse(Fault::Refused(e), Some(info), env);
             }
         }
-        true
+        Progress::Moved
     }
 
-    fn read_client(&mut self, env: &mut Env) -> bool {
+    fn read_client(&mut self, env: &mut Env) -> Progress {
         let conn = &mut self.conn;
-        if !conn.readable || conn.eof {
-            return false;
+        if !conn.edges.readable || conn.peer.is_eof() {
+            return Progress::Idle;
         }
         conn.client_in.ensure(&mut env.bufs);
-        let closing = matches!(self.phase, Phase::Closing { .. });
-        if closing {
+        if self.phase.is_closing() {
             conn.client_in.clear();
         } else if conn.client_in.tail_room() == 0 {
             // Head scan offsets are relative to the first pending byte: compaction keeps them.
             conn.client_in.compact();
             if conn.client_in.tail_room() == 0 {
-                return false; // backpressure: the client waits until we consume
+                return Progress::Idle; // backpressure: the client waits until we consume
             }
         }
-        let spare = conn.client_in.spare();
-        let room = spare.len();
-        match net::read(&mut conn.client, spare) {
+        match conn.read() {
             Io::Progress(n) => {
-                conn.client_in.commit(n);
-                conn.readable = n == room || conn.read_closed;
                 conn.last_client_io = env.now;
                 env.stats.client_in += n as u64;
-                if let Phase::Closing { drained, .. } = &mut self.phase {
+                if let Phase::Flushing { drained, .. } | Phase::Lingering { drained, .. } =
+                    &mut self.phase
+                {
                     *drained += n;
                     conn.client_in.clear();
                 }
-                true
+                Progress::Moved
             }
-            Io::WouldBlock => {
-                conn.readable = false;
-                false
-            }
-            Io::Closed => {
-                conn.eof = true;
-                conn.readable = false;
-                true
-            }
+            Io::WouldBlock => Progress::Idle,
+            Io::Closed => Progress::Moved,
             Io::Failed(e) => {
-                log::debug!("client={} read failed: {e}", conn.peer);
-                conn.eof = true;
-                conn.broken = true;
-                conn.readable = false;
-                if let Phase::Exchange(x) = &mut self.phase {
-                    x.abandon(conn, env, "client_closed");
-                }
-                self.phase = Phase::Done;
-                true
+                log::debug!("client={} read failed: {e}", conn.addr);
+                self.client_gone(env);
+                Progress::Moved
             }
         }
     }
 
-    fn write_client(&mut self, env: &mut Env) -> bool {
+    fn write_client(&mut self, env: &mut Env) -> Progress {
         let conn = &mut self.conn;
-        if !conn.writable || conn.client_out.is_empty() || conn.broken {
-            return false;
+        if !conn.edges.writable || conn.client_out.is_empty() || conn.peer == Peer::Broken {
+            return Progress::Idle;
         }
-        let pending = conn.client_out.len();
-        match net::write(&mut conn.client, conn.client_out.data()) {
+        match conn.write() {
             Io::Progress(n) => {
-                conn.client_out.advance(n);
-                conn.client_out.reset_if_empty();
-                conn.writable = n == pending;
                 conn.last_client_io = env.now;
                 env.stats.client_out += n as u64;
-                true
+                Progress::Moved
             }
-            Io::WouldBlock => {
-                conn.writable = false;
-                false
-            }
+            Io::WouldBlock => Progress::Idle,
             Io::Closed | Io::Failed(_) => {
-                log::debug!("client={} went away mid-response", conn.peer);
-                conn.broken = true;
-                conn.eof = true;
-                conn.client_out.clear();
-                match &mut self.phase {
-                    Phase::Exchange(x) => {
-                        x.abandon(conn, env, "client_closed");
-                        self.phase = Phase::Done;
-                    }
-                    _ => self.phase = Phase::Done,
-                }
-                true
+                log::debug!("client={} went away mid-response", conn.addr);
+                self.client_gone(env);
+                Progress::Moved
             }
         }
+    }
+
+    /// The client socket failed: abandon whatever is in progress and finish.
+    fn client_gone(&mut self, env: &mut Env) {
+        if let Phase::Exchange(x) = &mut self.phase {
+            x.abandon(Fault::ClientClosed, &mut self.conn, env);
+        }
+        self.phase = Phase::Done;
     }
 
     /// After a drive: return idle buffers to the pool and compute the deadline.
     fn settle(&mut self, env: &mut Env) {
         let conn = &mut self.conn;
         self.deadline = match &self.phase {
-            Phase::Head { .. } if !conn.client_out.is_empty() => {
-                conn.last_client_io + env.snapshot.config.timeouts.client_io
+            Phase::Idle { .. } | Phase::Head { .. } if !conn.client_out.is_empty() => {
+                conn.last_client_io + env.config().timeouts.client_io
             }
-            Phase::Head { deadline, .. } => *deadline,
+            Phase::Idle { deadline } | Phase::Head { deadline, .. } => *deadline,
             Phase::Exchange(x) => x.deadline(conn, env),
-            Phase::Closing { deadline, .. } => *deadline,
+            Phase::Flushing { deadline, .. } | Phase::Lingering { deadline, .. } => *deadline,
             Phase::Done => env.now,
         };
         if self.is_idle() {
@@ -543,24 +474,13 @@ impl Session {
 }
 
 /// 414 when even the request line does not fit, 431 otherwise.
-fn too_large(data: &[u8], head_bytes: usize) -> Canned {
+fn too_large(data: &[u8], head_bytes: usize) -> RequestError {
     let line_end = data[..data.len().min(head_bytes)]
         .iter()
         .position(|&b| b == b'\n');
     if line_end.is_none() {
-        Canned::UriTooLong
+        RequestError::UriTooLong
     } else {
-        Canned::HeadersTooLarge
-    }
-}
-
-/// The response lbd sends for a refused head.
-fn canned_for(e: RequestError) -> Canned {
-    match e {
-        RequestError::Malformed(_) => Canned::BadRequest,
-        RequestError::BodyTooLarge => Canned::ContentTooLarge,
-        RequestError::UriTooLong => Canned::UriTooLong,
-        RequestError::HeadersTooLarge => Canned::HeadersTooLarge,
-        RequestError::NotImplemented(_) => Canned::NotImplemented,
+        RequestError::HeadersTooLarge
     }
 }

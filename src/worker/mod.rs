@@ -11,20 +11,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry};
+use mio::{Events, Interest, Poll};
 use slab::Slab;
 
-use crate::backend::Backend;
 use crate::buffer::BufPool;
 use crate::control::{HealthMsg, Mailbox, WorkerMsg};
-use crate::net::{self, Io};
-use crate::pool::UpstreamPool;
-use crate::session::{Drive, Session};
-use crate::snapshot::Snapshot;
+use crate::net;
+use crate::session::{Drive, Env, Session};
+use crate::snapshot::{Generations, Snapshot};
 use crate::stats::{LocalStats, Shared};
-use crate::timer::{TimerKey, Timers};
+use crate::timer::Timers;
 use crate::token::{self, Target};
-use crate::upstream::Upstream;
+use crate::upstream::Upstreams;
 
 /// Most connections accepted per wake before serving others.
 const ACCEPT_BATCH: usize = 64;
@@ -42,205 +40,6 @@ const SPARE_BUFFERS: usize = 1024;
 const RESPONSE_BUFFER_SIZE: usize = 64 * 1024;
 /// Size of every session buffer at least; `limits.head_bytes` may raise it.
 const BUFFER_SIZE: usize = 16 * 1024;
-
-/// Everything a session needs from its worker besides itself.
-pub struct Env {
-    /// Registers upstream sockets.
-    pub registry: Registry,
-    /// Upstream connections, by slab index (see [`token`]).
-    pub upstreams: Slab<Upstream>,
-    /// Idle upstream connections.
-    pub pool: UpstreamPool,
-    /// Spare buffer storage.
-    pub bufs: BufPool,
-    /// Spare storage for the response direction (`upstream_in`, `client_out`): larger,
-    /// so a typical response crosses lbd in one read and one write.
-    pub big_bufs: BufPool,
-    /// Deadlines.
-    pub timers: Timers,
-    /// The configuration in force for new requests.
-    pub snapshot: Arc<Snapshot>,
-    /// `snapshot.generation`.
-    pub generation: u64,
-    /// Backend slots held by exchanges under `snapshot`.
-    pub holders: usize,
-    /// Earlier snapshots that exchanges on this worker still hold backend slots in, with
-    /// their holder counts; dropped when the count reaches zero.
-    pub retired: Vec<(Arc<Snapshot>, usize)>,
-    /// Process-wide counters.
-    pub shared: Arc<Shared>,
-    /// This worker's counters not yet added to `shared`.
-    pub stats: LocalStats,
-    /// The time at the top of this loop turn.
-    pub now: Instant,
-    /// Shutdown has begun: finish exchanges, keep nothing alive.
-    pub shutting_down: bool,
-    /// Where passive down-marks go (the health thread), when there is one.
-    pub health: Option<Mailbox<HealthMsg>>,
-    /// Where access-log lines go, when the access log is on.
-    pub access_log: Option<crossbeam_channel::Sender<String>>,
-}
-
-impl Env {
-    /// The backend `index` of snapshot `generation` (current or retired but held).
-    pub fn backend(&self, generation: u64, index: usize) -> &Arc<Backend> {
-        if generation == self.generation {
-            return &self.snapshot.backends[index];
-        }
-        let (snapshot, _) = self
-            .retired
-            .iter()
-            .find(|(s, _)| s.generation == generation)
-            .expect("a held generation is kept");
-        &snapshot.backends[index]
-    }
-
-    /// Records that an exchange took a backend slot under the current snapshot.
-    pub fn hold(&mut self) -> u64 {
-        self.holders += 1;
-        self.generation
-    }
-
-    /// Releases a slot taken under `generation`; a retired snapshot nobody holds is dropped.
-    pub fn unhold(&mut self, generation: u64) {
-        if generation == self.generation {
-            self.holders -= 1;
-            return;
-        }
-        if let Some(i) = self
-            .retired
-            .iter()
-            .position(|(s, _)| s.generation == generation)
-        {
-            self.retired[i].1 -= 1;
-            if self.retired[i].1 == 0 {
-                self.retired.swap_remove(i);
-            }
-        }
-    }
-
-    /// Puts a new snapshot in force; exchanges in progress keep theirs.
-    pub fn install(&mut self, snapshot: Arc<Snapshot>) {
-        self.clear_pool(None);
-        let old = std::mem::replace(&mut self.snapshot, snapshot);
-        if self.holders > 0 {
-            self.retired.push((old, self.holders));
-        }
-        self.holders = 0;
-        self.generation = self.snapshot.generation;
-    }
-
-    /// A pooled connection to `backend`, now owned by session `owner`.
-    pub fn take_pooled(&mut self, backend: usize, owner: usize) -> Option<usize> {
-        let uid = self.pool.take(backend)?;
-        self.snapshot.backends[backend].add_idle(-1);
-        let up = &mut self.upstreams[uid];
-        up.owner = Some(owner);
-        up.idle_deadline = None;
-        Some(uid)
-    }
-
-    /// Starts a connect to backend `index` of snapshot `generation` for session `owner`.
-    pub fn open_upstream(
-        &mut self,
-        generation: u64,
-        index: usize,
-        owner: usize,
-    ) -> io::Result<usize> {
-        let b = Arc::clone(self.backend(generation, index));
-        let mut up = Upstream::connect(b.address, index, generation, owner)?;
-        let entry = self.upstreams.vacant_entry();
-        let uid = entry.key();
-        self.registry.register(
-            &mut up.stream,
-            token::upstream(uid),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        entry.insert(up);
-        b.connections_total.fetch_add(1, Ordering::Relaxed);
-        Ok(uid)
-    }
-
-    /// Gives a connection back after an exchange: pooled when `reusable` and clean,
-    /// closed otherwise.
-    pub fn release_upstream(&mut self, uid: usize, reusable: bool) {
-        if reusable && !self.shutting_down && self.pool_accepts(uid) {
-            let deadline = self.now + self.snapshot.config.timeouts.upstream_idle;
-            let up = &mut self.upstreams[uid];
-            up.owner = None;
-            up.exchanges += 1;
-            up.idle_deadline = Some(deadline);
-            self.timers
-                .arm(TimerKey::Upstream(uid), deadline, &mut up.armed);
-            if self.pool.put(up.backend, uid) {
-                self.snapshot.backends[up.backend].add_idle(1);
-                return;
-            }
-        }
-        self.close_upstream(uid);
-    }
-
-    /// Spec §7.4: only a connection of this snapshot to a backend that may be picked,
-    /// with no pending input (no stray bytes, no EOF), may idle in the pool.
-    fn pool_accepts(&mut self, uid: usize) -> bool {
-        let up = &mut self.upstreams[uid];
-        if up.read_closed
-            || up.generation != self.generation
-            || !self.snapshot.backends[up.backend].is_eligible()
-        {
-            return false;
-        }
-        if up.readable {
-            let mut probe = [0u8; 1];
-            match net::read(&mut up.stream, &mut probe) {
-                Io::WouldBlock => up.readable = false,
-                _ => return false,
-            }
-        }
-        true
-    }
-
-    /// Closes a pooled connection that expired, closed or may no longer be used.
-    pub fn discard_pooled(&mut self, uid: usize) {
-        let backend = self.upstreams[uid].backend;
-        self.pool.remove(backend, uid);
-        self.snapshot.backends[backend].add_idle(-1);
-        self.close_upstream(uid);
-    }
-
-    /// Closes the pooled connections to one backend (`Some`) or to all (`None`).
-    pub fn clear_pool(&mut self, backend: Option<usize>) {
-        let uids = match backend {
-            Some(b) => self.pool.drain_backend(b),
-            None => self.pool.drain_all(),
-        };
-        for uid in uids {
-            let b = self.upstreams[uid].backend;
-            self.snapshot.backends[b].add_idle(-1);
-            self.close_upstream(uid);
-        }
-    }
-
-    /// Closes an upstream connection (not pooled).
-    pub fn close_upstream(&mut self, uid: usize) {
-        let mut up = self.upstreams.remove(uid);
-        let _ = self.registry.deregister(&mut up.stream);
-    }
-
-    /// The access-log channel, when `log.access` is on in the snapshot in force.
-    pub fn access_log(&self) -> Option<&crossbeam_channel::Sender<String>> {
-        self.access_log
-            .as_ref()
-            .filter(|_| self.snapshot.config.log.access)
-    }
-
-    /// Reports a backend whose connects keep failing.
-    pub fn report_down(&mut self, generation: u64, index: usize) {
-        if let Some(health) = &self.health {
-            health.send(HealthMsg::ReportDown { generation, index });
-        }
-    }
-}
 
 /// What starting a worker needs.
 pub struct WorkerSetup {
@@ -269,6 +68,8 @@ pub struct Worker {
     listener: Option<TcpListener>,
     local: SocketAddr,
     sessions: Slab<Session>,
+    /// Session deadlines, by session slab index.
+    timers: Timers<usize>,
     env: Env,
     control: Receiver<WorkerMsg>,
     /// Sessions to drive this turn (each at most once: `Session::scheduled`).
@@ -304,17 +105,16 @@ impl Worker {
         let size = BUFFER_SIZE.max(snapshot.config.limits.head_bytes);
         Ok(Worker {
             id,
+            timers: Timers::default(),
             env: Env {
-                registry: poll.registry().try_clone()?,
-                upstreams: Slab::new(),
-                pool: UpstreamPool::default(),
+                upstreams: Upstreams::new(
+                    poll.registry().try_clone()?,
+                    snapshot.generation,
+                    snapshot.config.timeouts.upstream_idle,
+                ),
                 bufs: BufPool::new(size, SPARE_BUFFERS),
                 big_bufs: BufPool::new(size.max(RESPONSE_BUFFER_SIZE), SPARE_BUFFERS / 2),
-                timers: Timers::default(),
-                generation: snapshot.generation,
-                snapshot,
-                holders: 0,
-                retired: Vec::new(),
+                generations: Generations::new(snapshot),
                 shared,
                 stats: LocalStats::default(),
                 now: Instant::now(),
@@ -389,13 +189,14 @@ impl Worker {
         if !self.ready.is_empty() || (self.accept_ready && self.accept_paused_until.is_none()) {
             return Some(Duration::ZERO);
         }
-        let mut timeout = self.env.timers.next_timeout(now);
+        let mut timeout = self.timers.next_timeout(now);
         let mut consider = |at: Option<Instant>| {
             if let Some(at) = at {
                 let d = at.saturating_duration_since(now);
                 timeout = Some(timeout.map_or(d, |t| t.min(d)));
             }
         };
+        consider(self.env.upstreams.next_timeout(now).map(|d| now + d));
         consider(self.accept_paused_until);
         consider(self.shutdown_deadline);
         // mio rounds a timeout up to whole milliseconds, so a deadline is never missed.
@@ -413,35 +214,13 @@ impl Worker {
                 }
             }
             Target::Upstream(uid) => {
-                let Some(up) = self.env.upstreams.get_mut(uid) else {
-                    return;
-                };
-                up.readable |= readable;
-                up.read_closed |= closed;
-                up.writable |= writable;
-                match up.owner {
-                    Some(sid) => {
-                        if let Some(s) = self.sessions.get_mut(sid) {
-                            schedule(&mut self.ready, s, sid);
-                        }
-                    }
-                    None if readable => self.check_idle_upstream(uid),
-                    None => {}
+                let owner = self.env.upstreams.on_event(uid, readable, writable, closed);
+                if let Some(s) = owner.and_then(|sid| self.sessions.get_mut(sid).map(|s| (sid, s)))
+                {
+                    schedule(&mut self.ready, s.1, s.0);
                 }
             }
         }
-    }
-
-    /// An idle pooled connection became readable: the backend closed it or sent stray
-    /// bytes. Either way it can no longer be trusted with a request.
-    fn check_idle_upstream(&mut self, uid: usize) {
-        let up = &mut self.env.upstreams[uid];
-        let mut probe = [0u8; 1];
-        if let Io::WouldBlock = net::read(&mut up.stream, &mut probe) {
-            up.readable = false;
-            return;
-        }
-        self.env.discard_pooled(uid);
     }
 
     fn accept(&mut self) {
@@ -451,7 +230,7 @@ impl Worker {
             }
             self.accept_paused_until = None;
         }
-        let max = self.env.snapshot.config.server.max_connections;
+        let max = self.env.config().server.max_connections;
         for _ in 0..ACCEPT_BATCH {
             let Some(listener) = &self.listener else {
                 self.accept_ready = false;
@@ -502,7 +281,7 @@ impl Worker {
         let local = stream.local_addr().unwrap_or(self.local);
         let entry = self.sessions.vacant_entry();
         let sid = entry.key();
-        if let Err(e) = self.env.registry.register(
+        if let Err(e) = self.poll.registry().register(
             &mut stream,
             token::session(sid),
             Interest::READABLE | Interest::WRITABLE,
@@ -515,9 +294,7 @@ impl Worker {
             return;
         }
         let mut session = Session::new(stream, peer, local, &self.env);
-        self.env
-            .timers
-            .arm(TimerKey::Session(sid), session.deadline, &mut session.armed);
+        self.timers.arm(sid, session.deadline, &mut session.armed);
         entry.insert(session);
         self.env
             .shared
@@ -545,64 +322,39 @@ impl Worker {
             Drive::Again => {
                 let s = &mut self.sessions[sid];
                 schedule(&mut self.ready, s, sid);
-                self.env
-                    .timers
-                    .arm(TimerKey::Session(sid), s.deadline, &mut s.armed);
+                self.timers.arm(sid, s.deadline, &mut s.armed);
             }
             Drive::Idle => {
                 let s = &mut self.sessions[sid];
-                self.env
-                    .timers
-                    .arm(TimerKey::Session(sid), s.deadline, &mut s.armed);
+                self.timers.arm(sid, s.deadline, &mut s.armed);
             }
         }
     }
 
     fn expire(&mut self) {
         let now = self.env.now;
-        while let Some((at, key)) = self.env.timers.pop_due(now) {
-            match key {
-                TimerKey::Session(sid) => {
-                    let Some(s) = self.sessions.get_mut(sid) else {
-                        continue;
-                    };
-                    if s.armed != Some(at) {
-                        continue; // stale entry
-                    }
-                    s.armed = None;
-                    if s.deadline > now {
-                        self.env.timers.arm(key, s.deadline, &mut s.armed);
-                        continue;
-                    }
-                    let result = s.expire(sid, &mut self.env);
-                    self.after_drive(sid, result);
-                }
-                TimerKey::Upstream(uid) => {
-                    let Some(up) = self.env.upstreams.get_mut(uid) else {
-                        continue;
-                    };
-                    if up.armed != Some(at) {
-                        continue;
-                    }
-                    up.armed = None;
-                    match up.idle_deadline {
-                        Some(deadline) if up.owner.is_none() && deadline <= now => {
-                            self.env.discard_pooled(uid);
-                        }
-                        Some(deadline) if up.owner.is_none() => {
-                            self.env.timers.arm(key, deadline, &mut up.armed);
-                        }
-                        _ => {}
-                    }
-                }
+        self.env.upstreams.expire(now);
+        while let Some((at, sid)) = self.timers.pop_due(now) {
+            let Some(s) = self.sessions.get_mut(sid) else {
+                continue;
+            };
+            if s.armed != Some(at) {
+                continue; // stale entry
             }
+            s.armed = None;
+            if s.deadline > now {
+                self.timers.arm(sid, s.deadline, &mut s.armed);
+                continue;
+            }
+            let result = s.expire(sid, &mut self.env);
+            self.after_drive(sid, result);
         }
     }
 
     fn remove_session(&mut self, sid: usize) {
         let mut s = self.sessions.remove(sid);
         s.close(&mut self.env);
-        let _ = self.env.registry.deregister(s.client());
+        let _ = self.poll.registry().deregister(s.client());
         self.env
             .shared
             .open_connections
@@ -624,8 +376,8 @@ impl Worker {
                     index,
                     eligible,
                 } => {
-                    if !eligible && generation == self.env.generation {
-                        self.env.clear_pool(Some(index));
+                    if !eligible && generation == self.env.snapshot().generation {
+                        self.env.upstreams.close_idle(Some(index));
                     }
                 }
             }
@@ -639,10 +391,10 @@ impl Worker {
         self.shutdown_deadline = Some(deadline);
         self.env.shutting_down = true;
         if let Some(mut listener) = self.listener.take() {
-            let _ = self.env.registry.deregister(&mut listener);
+            let _ = self.poll.registry().deregister(&mut listener);
         }
         self.accept_ready = false;
-        self.env.clear_pool(None);
+        self.env.upstreams.shut_down();
         let idle: Vec<usize> = self
             .sessions
             .iter()
@@ -663,7 +415,7 @@ impl Worker {
         for sid in sids {
             self.remove_session(sid);
         }
-        self.env.clear_pool(None);
+        self.env.upstreams.shut_down();
         self.flush_stats();
     }
 

@@ -1,25 +1,25 @@
 //! A worker's idle keep-alive upstream connections, per backend. Connections are taken
-//! most-recently-used first (warm sockets); the oldest expire through the timer heap.
+//! most-recently-used first (warm sockets); the oldest expire through the owner's
+//! deadline heap. Pure bookkeeping of indexes: no sockets here.
 
 /// Most idle connections kept per backend per worker; more are closed.
 pub const MAX_IDLE_PER_BACKEND: usize = 512;
 
-/// Idle upstream slab indexes by backend index.
+/// Idle upstream slab indexes by backend index (of the owner's current generation).
 ///
-/// Invariant: an index is in at most one list, and only while its `Upstream` has
-/// `owner == None`.
+/// Invariant: an index is in at most one list, and only while its connection is idle.
 #[derive(Debug, Default)]
-pub struct UpstreamPool {
+pub struct IdlePool {
     idle: Vec<Vec<usize>>,
 }
 
-impl UpstreamPool {
+impl IdlePool {
     /// The most recently pooled connection to `backend`.
     pub fn take(&mut self, backend: usize) -> Option<usize> {
         self.idle.get_mut(backend)?.pop()
     }
 
-    /// Pools a connection; returns false (caller closes it) when the backend's list is full.
+    /// Pools a connection; false (the caller closes it) when the backend's list is full.
     pub fn put(&mut self, backend: usize, upstream: usize) -> bool {
         if self.idle.len() <= backend {
             self.idle.resize_with(backend + 1, Vec::new);
@@ -39,22 +39,13 @@ impl UpstreamPool {
         }
     }
 
-    /// Empties one backend's list, returning what it held (to be closed).
-    pub fn drain_backend(&mut self, backend: usize) -> Vec<usize> {
-        self.idle
-            .get_mut(backend)
-            .map(std::mem::take)
-            .unwrap_or_default()
-    }
-
-    /// Empties every list.
-    pub fn drain_all(&mut self) -> Vec<usize> {
-        self.idle.iter_mut().flat_map(std::mem::take).collect()
-    }
-
-    /// Idle connections to `backend`.
-    pub fn idle_count(&self, backend: usize) -> usize {
-        self.idle.get(backend).map_or(0, Vec::len)
+    /// Empties one backend's list (`Some`) or every list (`None`), returning what they
+    /// held (to be closed).
+    pub fn drain(&mut self, backend: Option<usize>) -> Vec<usize> {
+        match backend {
+            Some(b) => self.idle.get_mut(b).map(std::mem::take).unwrap_or_default(),
+            None => self.idle.iter_mut().flat_map(std::mem::take).collect(),
+        }
     }
 }
 
@@ -64,14 +55,25 @@ mod tests {
 
     #[test]
     fn lifo_per_backend() {
-        let mut p = UpstreamPool::default();
+        let mut p = IdlePool::default();
         assert!(p.put(1, 10));
         assert!(p.put(1, 11));
         assert!(p.put(0, 12));
         assert_eq!(p.take(1), Some(11));
         p.remove(1, 10);
         assert_eq!(p.take(1), None);
-        assert_eq!(p.idle_count(0), 1);
-        assert_eq!(p.drain_all(), vec![12]);
+        assert_eq!(p.drain(Some(0)), vec![12]);
+        assert!(p.put(2, 13));
+        assert_eq!(p.drain(None), vec![13]);
+    }
+
+    #[test]
+    fn bounded_per_backend() {
+        let mut p = IdlePool::default();
+        for u in 0..MAX_IDLE_PER_BACKEND {
+            assert!(p.put(0, u));
+        }
+        assert!(!p.put(0, MAX_IDLE_PER_BACKEND));
+        assert!(p.put(1, MAX_IDLE_PER_BACKEND));
     }
 }

@@ -1,0 +1,516 @@
+//! A worker's upstream connections and their one owner, [`Upstreams`]: the connections
+//! themselves (a slab whose indexes are their tokens), the idle keep-alive pool, the idle
+//! deadlines, the check that an idle connection is still quiet, and the generation guard
+//! that keeps a connection opened under an older snapshot out of the pool. Sessions ask
+//! it for connections and hand them back; they never touch its slab.
+//!
+//! Each connection is in one [`Link`] state: connecting for a session, busy with one
+//! session's exchange, or idle in the pool until a deadline.
+
+mod pool;
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+use slab::Slab;
+
+use crate::backend::Backend;
+use crate::net::{self, ConnectStatus, Edges, Io, Peer};
+use crate::timer::Timers;
+use crate::token;
+use pool::IdlePool;
+
+/// Names one upstream connection of a worker (its slab index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamId(usize);
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// `connect` issued for session `owner`, not yet confirmed.
+    Connecting {
+        /// The session it was opened for.
+        owner: usize,
+    },
+    /// Connected, carrying one exchange of session `owner`.
+    Busy {
+        /// The session using it.
+        owner: usize,
+        /// What reads have learned of the backend's side.
+        peer: Peer,
+    },
+    /// In the idle pool, closed at `until` unless taken first.
+    Idle {
+        /// The idle deadline (`timeouts.upstream_idle` after it was pooled).
+        until: Instant,
+    },
+}
+
+/// One TCP connection to a backend.
+#[derive(Debug)]
+struct Upstream {
+    stream: TcpStream,
+    /// The backend it connects to (its counters and eligibility).
+    backend: Arc<Backend>,
+    /// The backend's index in snapshot `generation`.
+    index: usize,
+    /// The snapshot generation it was opened under; only the owner's current one pools.
+    generation: u64,
+    edges: Edges,
+    link: Link,
+    /// Exchanges completed on it; above zero means it came from the pool.
+    exchanges: u32,
+    /// Earliest timer entry armed for it.
+    armed: Option<Instant>,
+}
+
+/// Every upstream connection of one worker.
+///
+/// Invariants: a connection is in `idle` exactly while its link is `Idle`, and then its
+/// generation is `generation`; `keep_idle` is `None` once shutdown began (nothing pools).
+pub struct Upstreams {
+    registry: Registry,
+    conns: Slab<Upstream>,
+    idle: IdlePool,
+    timers: Timers<usize>,
+    generation: u64,
+    keep_idle: Option<Duration>,
+}
+
+impl Upstreams {
+    /// An empty set registering its sockets with `registry`, pooling connections of
+    /// snapshot `generation` for `idle_timeout`.
+    pub fn new(registry: Registry, generation: u64, idle_timeout: Duration) -> Upstreams {
+        Upstreams {
+            registry,
+            conns: Slab::new(),
+            idle: IdlePool::default(),
+            timers: Timers::default(),
+            generation,
+            keep_idle: Some(idle_timeout),
+        }
+    }
+
+    /// A pooled connection to backend `index` of snapshot `generation`, now busy for
+    /// session `owner`; `None` when there is none (or `generation` is not current).
+    pub fn take_idle(&mut self, generation: u64, index: usize, owner: usize) -> Option<UpstreamId> {
+        if generation != self.generation {
+            return None;
+        }
+        let uid = self.idle.take(index)?;
+        let up = &mut self.conns[uid];
+        up.backend.add_idle(-1);
+        up.link = Link::Busy {
+            owner,
+            peer: Peer::Open,
+        };
+        Some(UpstreamId(uid))
+    }
+
+    /// Starts a non-blocking connect to `backend` (index `index` of snapshot
+    /// `generation`) for session `owner` (step 1 of mio's connect recipe).
+    pub fn connect(
+        &mut self,
+        backend: &Arc<Backend>,
+        generation: u64,
+        index: usize,
+        owner: usize,
+    ) -> io::Result<UpstreamId> {
+        let mut stream = TcpStream::connect(backend.address)?;
+        let entry = self.conns.vacant_entry();
+        let uid = entry.key();
+        self.registry.register(
+            &mut stream,
+            token::upstream(uid),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Upstream {
+            stream,
+            backend: Arc::clone(backend),
+            index,
+            generation,
+            edges: Edges::default(),
+            link: Link::Connecting { owner },
+            exchanges: 0,
+            armed: None,
+        });
+        backend.connections_total.fetch_add(1, Ordering::Relaxed);
+        Ok(UpstreamId(uid))
+    }
+
+    /// Checks a pending connect (see [`net::connect_status`]); `Connected` for a
+    /// connection that is past it.
+    pub fn poll_connect(&mut self, id: UpstreamId) -> ConnectStatus {
+        let up = &mut self.conns[id.0];
+        let Link::Connecting { owner } = up.link else {
+            return ConnectStatus::Connected;
+        };
+        if !up.edges.writable && !up.edges.readable {
+            return ConnectStatus::Pending; // no edge yet: nothing to ask the kernel
+        }
+        let status = net::connect_status(&up.stream);
+        match status {
+            ConnectStatus::Connected => {
+                up.link = Link::Busy {
+                    owner,
+                    peer: Peer::Open,
+                };
+                // Small heads must leave at once, not wait for Nagle.
+                let _ = up.stream.set_nodelay(true);
+            }
+            ConnectStatus::Pending => up.edges = Edges::default(),
+            ConnectStatus::Failed(_) => {}
+        }
+        status
+    }
+
+    /// True for a connection that came from the pool (it carried an exchange before).
+    pub fn is_reused(&self, id: UpstreamId) -> bool {
+        self.conns[id.0].exchanges > 0
+    }
+
+    /// Writes once when the socket has a writable edge; `WouldBlock` without one.
+    pub fn write(&mut self, id: UpstreamId, data: &[u8]) -> Io {
+        let up = &mut self.conns[id.0];
+        if !up.edges.writable {
+            return Io::WouldBlock;
+        }
+        up.edges.write(&mut up.stream, data)
+    }
+
+    /// Reads once into `buf` when the socket has a readable edge and has not ended;
+    /// `WouldBlock` otherwise. An end (FIN or failure) is reported once and remembered
+    /// (see [`Upstreams::peer`]).
+    pub fn read(&mut self, id: UpstreamId, buf: &mut [u8]) -> Io {
+        let up = &mut self.conns[id.0];
+        let Link::Busy { peer, .. } = &mut up.link else {
+            return Io::WouldBlock;
+        };
+        if !up.edges.readable || peer.is_eof() {
+            return Io::WouldBlock;
+        }
+        let io = up.edges.read(&mut up.stream, buf);
+        match io {
+            Io::Closed => *peer = Peer::HalfClosed,
+            Io::Failed(_) => *peer = Peer::Broken,
+            Io::Progress(_) | Io::WouldBlock => {}
+        }
+        io
+    }
+
+    /// What reads have learned of the backend's side of a busy connection.
+    pub fn peer(&self, id: UpstreamId) -> Peer {
+        match self.conns[id.0].link {
+            Link::Busy { peer, .. } => peer,
+            Link::Connecting { .. } | Link::Idle { .. } => Peer::Open,
+        }
+    }
+
+    /// True while the connect is pending.
+    pub fn is_connecting(&self, id: UpstreamId) -> bool {
+        matches!(self.conns[id.0].link, Link::Connecting { .. })
+    }
+
+    /// Takes a connection back after an exchange: pooled when the exchange says it is
+    /// `reusable` and the pool accepts it (spec §7.4), closed otherwise.
+    pub fn release(&mut self, id: UpstreamId, reusable: bool, now: Instant) {
+        let uid = id.0;
+        if reusable && self.is_poolable(uid) {
+            let until = now + self.keep_idle.unwrap_or_default();
+            let up = &mut self.conns[uid];
+            if self.idle.put(up.index, uid) {
+                up.link = Link::Idle { until };
+                up.exchanges += 1;
+                up.backend.add_idle(1);
+                self.timers.arm(uid, until, &mut up.armed);
+                return;
+            }
+        }
+        self.close(uid);
+    }
+
+    /// Spec §7.4: only a connection of the current snapshot to a backend that may be
+    /// picked, whose backend has not closed or sent anything unasked, may idle in the
+    /// pool; and nothing pools once shutdown began.
+    fn is_poolable(&mut self, uid: usize) -> bool {
+        let up = &self.conns[uid];
+        let open = matches!(
+            up.link,
+            Link::Busy {
+                peer: Peer::Open,
+                ..
+            }
+        );
+        self.keep_idle.is_some()
+            && open
+            && !up.edges.read_closed
+            && up.generation == self.generation
+            && up.backend.is_eligible()
+            && self.is_quiet(uid)
+    }
+
+    /// True when the backend sent nothing since the last read: a pending readable edge
+    /// is checked with a one-byte read, which must find nothing (`WouldBlock`). Data or
+    /// EOF on an idle connection means it can no longer be trusted with a request.
+    fn is_quiet(&mut self, uid: usize) -> bool {
+        let up = &mut self.conns[uid];
+        if !up.edges.readable {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        matches!(up.edges.read(&mut up.stream, &mut probe), Io::WouldBlock)
+    }
+
+    /// Records an event's edges; returns the session to drive, if a session uses the
+    /// connection. An idle connection that turned readable is checked and closed unless
+    /// still quiet.
+    pub fn on_event(
+        &mut self,
+        id: usize,
+        readable: bool,
+        writable: bool,
+        read_closed: bool,
+    ) -> Option<usize> {
+        let up = self.conns.get_mut(id)?;
+        up.edges.record(readable, writable, read_closed);
+        match up.link {
+            Link::Connecting { owner } | Link::Busy { owner, .. } => Some(owner),
+            Link::Idle { .. } => {
+                if readable && !self.is_quiet(id) {
+                    self.discard_idle(id);
+                }
+                None
+            }
+        }
+    }
+
+    /// Closes idle connections whose deadline has passed.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some((at, uid)) = self.timers.pop_due(now) {
+            let Some(up) = self.conns.get_mut(uid) else {
+                continue;
+            };
+            if up.armed != Some(at) {
+                continue; // stale entry
+            }
+            up.armed = None;
+            if let Link::Idle { until } = up.link {
+                if until <= now {
+                    self.discard_idle(uid);
+                } else {
+                    self.timers.arm(uid, until, &mut up.armed);
+                }
+            }
+        }
+    }
+
+    /// Time until the next idle deadline, for the poll timeout.
+    pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        self.timers.next_timeout(now)
+    }
+
+    /// A reload: idle connections close (backend indexes change meaning); connections
+    /// in use finish their exchange and are closed after it.
+    pub fn install(&mut self, generation: u64, idle_timeout: Duration) {
+        self.close_idle(None);
+        self.generation = generation;
+        if self.keep_idle.is_some() {
+            self.keep_idle = Some(idle_timeout);
+        }
+    }
+
+    /// Shutdown began: idle connections close and nothing pools from now on.
+    pub fn shut_down(&mut self) {
+        self.close_idle(None);
+        self.keep_idle = None;
+    }
+
+    /// Closes the idle connections to backend `index` of the current snapshot (`Some`),
+    /// or all of them (`None`).
+    pub fn close_idle(&mut self, index: Option<usize>) {
+        for uid in self.idle.drain(index) {
+            self.conns[uid].backend.add_idle(-1);
+            self.close(uid);
+        }
+    }
+
+    /// Closes one idle connection that expired, closed or sent stray bytes.
+    fn discard_idle(&mut self, uid: usize) {
+        let up = &self.conns[uid];
+        self.idle.remove(up.index, uid);
+        up.backend.add_idle(-1);
+        self.close(uid);
+    }
+
+    fn close(&mut self, uid: usize) {
+        let mut up = self.conns.remove(uid);
+        let _ = self.registry.deregister(&mut up.stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The connection state machine on real loopback sockets.
+
+    use super::*;
+    use crate::config::BackendConfig;
+    use mio::{Events, Poll};
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    struct Rig {
+        poll: Poll,
+        events: Events,
+        ups: Upstreams,
+        backend: Arc<Backend>,
+        listener: TcpListener,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let backend = Arc::new(Backend::new(&BackendConfig {
+                address: listener.local_addr().unwrap(),
+                weight: 1,
+                name: "b".into(),
+            }));
+            let poll = Poll::new().unwrap();
+            let ups = Upstreams::new(
+                poll.registry().try_clone().unwrap(),
+                0,
+                Duration::from_secs(60),
+            );
+            Rig {
+                poll,
+                events: Events::with_capacity(16),
+                ups,
+                backend,
+                listener,
+            }
+        }
+
+        /// Polls once (bounded) and feeds the events to the owner.
+        fn turn(&mut self) {
+            self.poll
+                .poll(&mut self.events, Some(Duration::from_millis(200)))
+                .unwrap();
+            for e in self.events.iter() {
+                let token::Target::Upstream(uid) = token::classify(e.token()) else {
+                    continue;
+                };
+                self.ups.on_event(
+                    uid,
+                    e.is_readable() || e.is_read_closed(),
+                    e.is_writable(),
+                    e.is_read_closed() || e.is_error(),
+                );
+            }
+        }
+
+        /// A connected, busy connection for session 7, and the backend's end of it.
+        fn connected(&mut self) -> (UpstreamId, std::net::TcpStream) {
+            let id = self.ups.connect(&self.backend, 0, 0, 7).unwrap();
+            let (server, _) = self.listener.accept().unwrap();
+            for _ in 0..50 {
+                self.turn();
+                if let ConnectStatus::Connected = self.ups.poll_connect(id) {
+                    return (id, server);
+                }
+            }
+            panic!("connect did not complete");
+        }
+    }
+
+    /// Transitions: connecting -> busy -> idle -> busy (taken) -> idle -> closed when
+    /// stray bytes arrive; a generation change keeps a connection out of the pool.
+    #[test]
+    fn connection_transitions() {
+        let mut rig = Rig::new();
+        let (id, mut server) = rig.connected();
+        assert!(!rig.ups.is_connecting(id));
+        assert!(!rig.ups.is_reused(id));
+        assert_eq!(rig.ups.on_event(id.0, false, true, false), Some(7));
+        // Busy -> idle: pooled, counted idle.
+        rig.ups.release(id, true, Instant::now());
+        assert_eq!(rig.backend.idle_connections(), 1);
+        assert_eq!(rig.ups.on_event(id.0, false, false, false), None);
+        // Idle -> busy: taken by session 9 (same generation only).
+        assert_eq!(rig.ups.take_idle(1, 0, 9), None);
+        let again = rig.ups.take_idle(0, 0, 9).expect("pooled");
+        assert_eq!(again, id);
+        assert!(rig.ups.is_reused(again));
+        assert_eq!(rig.backend.idle_connections(), 0);
+        // Busy -> idle -> closed: the backend sends bytes nobody asked for.
+        rig.ups.release(again, true, Instant::now());
+        server.write_all(b"x").unwrap();
+        for _ in 0..20 {
+            rig.turn();
+            if rig.backend.idle_connections() == 0 {
+                break;
+            }
+        }
+        assert_eq!(rig.backend.idle_connections(), 0, "stray bytes close it");
+        assert!(rig.ups.take_idle(0, 0, 9).is_none());
+        let mut buf = [0u8; 1];
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(server.read(&mut buf).unwrap(), 0, "lbd closed its end");
+    }
+
+    /// A connection of an older generation, an ineligible backend, an EOF seen by a
+    /// read, or shutdown: closed instead of pooled.
+    #[test]
+    fn pool_refusals() {
+        let mut rig = Rig::new();
+        let (id, _server) = rig.connected();
+        rig.ups.install(1, Duration::from_secs(60));
+        rig.ups.release(id, true, Instant::now());
+        assert_eq!(rig.backend.idle_connections(), 0, "older generation");
+
+        let (id, _server) = rig.connected();
+        rig.backend
+            .set_admin_state(crate::backend::AdminState::Draining);
+        rig.ups.release(id, true, Instant::now());
+        assert_eq!(rig.backend.idle_connections(), 0, "ineligible backend");
+        rig.backend
+            .set_admin_state(crate::backend::AdminState::Enabled);
+
+        let (id, server) = rig.connected();
+        drop(server);
+        let mut buf = [0u8; 8];
+        for _ in 0..20 {
+            rig.turn();
+            if matches!(rig.ups.read(id, &mut buf), Io::Closed) {
+                break;
+            }
+        }
+        assert_eq!(rig.ups.peer(id), Peer::HalfClosed);
+        rig.ups.release(id, true, Instant::now());
+        assert_eq!(rig.backend.idle_connections(), 0, "backend closed");
+
+        let (id, _server) = rig.connected();
+        rig.ups.shut_down();
+        rig.ups.release(id, true, Instant::now());
+        assert_eq!(rig.backend.idle_connections(), 0, "shutting down");
+    }
+
+    /// An idle connection past its deadline is closed by `expire`.
+    #[test]
+    fn idle_deadline() {
+        let mut rig = Rig::new();
+        let (id, _server) = rig.connected();
+        let now = Instant::now();
+        rig.ups.release(id, true, now);
+        assert_eq!(rig.ups.next_timeout(now), Some(Duration::from_secs(60)));
+        rig.ups.expire(now + Duration::from_secs(59));
+        assert_eq!(rig.backend.idle_connections(), 1);
+        rig.ups.expire(now + Duration::from_secs(60));
+        assert_eq!(rig.backend.idle_connections(), 0);
+        assert!(rig.ups.take_idle(0, 0, 1).is_none());
+    }
+}
