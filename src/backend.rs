@@ -94,8 +94,6 @@ pub struct Backend {
     /// Requests currently assigned to it, across workers. On its own cache line: every
     /// worker updates it per request, and it must not slow down reads of `alive`.
     pub in_flight: CachePadded<AtomicUsize>,
-    /// Requests ever assigned to it.
-    pub requests_total: AtomicU64,
     /// Upstream connections opened to it.
     pub connections_total: AtomicU64,
     /// Attempts on it that failed (connect or before a response).
@@ -126,7 +124,6 @@ impl Backend {
             up_since: AtomicU64::new(u64::MAX),
             admin: AtomicU8::new(AdminState::Enabled as u8),
             in_flight: CachePadded::new(AtomicUsize::new(0)),
-            requests_total: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
             probes_ok: AtomicU64::new(0),

@@ -31,7 +31,8 @@ impl Buffer {
     }
 
     /// True when the buffer owns storage.
-    pub fn is_allocated(&self) -> bool {
+    #[cfg(test)]
+    fn is_allocated(&self) -> bool {
         !self.storage.is_empty()
     }
 

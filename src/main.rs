@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use lbd::cli::{self, Command};
+use lbd::config::RawConfig;
 use lbd::{Config, Server};
 
 fn main() -> ExitCode {
@@ -100,11 +101,13 @@ fn demo() -> ExitCode {
             }
         }
     }
-    let mut config = Config::new(([127, 0, 0, 1], 8080).into(), &backends);
-    if let Err(e) = config.validate() {
-        eprintln!("lbd: {e}");
-        return ExitCode::FAILURE;
-    }
+    let config = match RawConfig::new(([127, 0, 0, 1], 8080).into(), &backends).validate() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("lbd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!("demo: try  for i in 1 2 3 4; do curl -s localhost:8080/; done");
     run(config, None)
 }

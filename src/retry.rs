@@ -46,7 +46,7 @@ pub enum Next {
     /// Open a fresh connection to the same backend now (a pooled one failed).
     FreshConnection,
     /// Try another backend.
-    NextBackend,
+    OtherBackend,
     /// Stop trying: answer the client for this fault.
     GiveUp(Fault),
 }
@@ -72,7 +72,7 @@ pub fn decide(budget: Budget, tried: &Attempts, failure: Failure, replayable: bo
             let next = if !exhausted {
                 Next::SameBackend
             } else if another_backend {
-                Next::NextBackend
+                Next::OtherBackend
             } else {
                 Next::GiveUp(Fault::NoBackend)
             };
@@ -88,7 +88,7 @@ pub fn decide(budget: Budget, tried: &Attempts, failure: Failure, replayable: bo
             } else if reused && !tried.fresh_retry_used {
                 Next::FreshConnection
             } else if another_backend {
-                Next::NextBackend
+                Next::OtherBackend
             } else {
                 Next::GiveUp(Fault::NoBackend)
             };
@@ -142,7 +142,7 @@ mod tests {
                 t(1, 4, false),
                 Failure::Connect,
                 false,
-                down(Next::NextBackend),
+                down(Next::OtherBackend),
             ),
             // The last backend's connects are exhausted: 503, and still marked down.
             (
@@ -161,13 +161,13 @@ mod tests {
                 t(1, 1, true),
                 before(true, true),
                 true,
-                go(Next::NextBackend),
+                go(Next::OtherBackend),
             ),
             (
                 t(1, 1, false),
                 before(false, true),
                 true,
-                go(Next::NextBackend),
+                go(Next::OtherBackend),
             ),
             (
                 t(3, 1, false),
@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(
             decide(budget, &tried, Failure::Connect, true),
             Decision {
-                next: Next::NextBackend,
+                next: Next::OtherBackend,
                 mark_down: true
             }
         );

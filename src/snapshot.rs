@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::backend::Backend;
 use crate::balance::{Balancer, Kind};
-use crate::config::{Algorithm, Balancer as BalancerConfig, Config};
+use crate::config::{Algorithm, BalancerConfig, Config};
 
 /// The configuration in force and what is built from it.
 #[derive(Debug)]
@@ -145,11 +145,11 @@ impl Generations {
     }
 
     /// Takes a lease on backend `index` of the current snapshot: one more request in
-    /// flight (and in total) on it.
+    /// flight on it.
     pub fn lease(&mut self, index: usize) -> Lease {
-        let backend = &self.current.backends[index];
-        backend.in_flight.fetch_add(1, Ordering::Relaxed);
-        backend.requests_total.fetch_add(1, Ordering::Relaxed);
+        self.current.backends[index]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
         self.leases += 1;
         Lease {
             generation: self.current.generation,
@@ -214,9 +214,9 @@ mod tests {
             .iter()
             .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], *p)))
             .collect();
-        let mut c = Config::new("127.0.0.1:0".parse().unwrap(), &addrs);
-        c.validate().unwrap();
-        c
+        crate::config::RawConfig::new("127.0.0.1:0".parse().unwrap(), &addrs)
+            .validate()
+            .unwrap()
     }
 
     /// A lease taken before a reload keeps its backend readable (and counted) until it

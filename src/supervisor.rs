@@ -66,7 +66,7 @@ impl Server {
         let (access_tx, access_thread) = crate::access::spawn_writer()?;
         let health_poll = Poll::new()?;
         let (health_box, health_rx) =
-            Mailbox::new(Waker::new(health_poll.registry(), token::health::WAKER)?);
+            Mailbox::new(Waker::new(health_poll.registry(), token::HEALTH_WAKER)?);
         // Every worker is built before any thread starts, so a failure here leaves
         // nothing running but the access-log writer (which ends with its senders).
         let mut built = Vec::with_capacity(workers);

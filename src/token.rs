@@ -46,33 +46,28 @@ pub fn classify(token: Token) -> Target {
     }
 }
 
-/// The health thread's tokens.
-pub mod health {
-    use mio::Token;
+/// The health thread's `mio::Waker`.
+pub const HEALTH_WAKER: Token = Token(0);
 
-    /// The health thread's `mio::Waker`.
-    pub const WAKER: Token = Token(0);
+/// What a health thread's token refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthTarget {
+    /// The waker.
+    Waker,
+    /// The probe of backend `i` (index in the health thread's snapshot).
+    Probe(usize),
+}
 
-    /// What a health token refers to.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Target {
-        /// The waker.
-        Waker,
-        /// The probe of backend `i` (index in the health thread's snapshot).
-        Probe(usize),
-    }
+/// The token of backend `index`'s probe.
+pub fn probe(index: usize) -> Token {
+    Token(index + 1)
+}
 
-    /// The token of backend `index`'s probe.
-    pub fn probe(index: usize) -> Token {
-        Token(index + 1)
-    }
-
-    /// Decodes a token from a health event.
-    pub fn classify(token: Token) -> Target {
-        match token.0 {
-            0 => Target::Waker,
-            n => Target::Probe(n - 1),
-        }
+/// Decodes a token from a health thread's event.
+pub fn classify_health(token: Token) -> HealthTarget {
+    match token.0 {
+        0 => HealthTarget::Waker,
+        n => HealthTarget::Probe(n - 1),
     }
 }
 
@@ -85,10 +80,10 @@ mod tests {
         for i in [0, 1, 7, 1 << 20] {
             assert_eq!(classify(session(i)), Target::Session(i));
             assert_eq!(classify(upstream(i)), Target::Upstream(i));
-            assert_eq!(health::classify(health::probe(i)), health::Target::Probe(i));
+            assert_eq!(classify_health(probe(i)), HealthTarget::Probe(i));
         }
         assert_eq!(classify(LISTENER), Target::Listener);
         assert_eq!(classify(WAKER), Target::Waker);
-        assert_eq!(health::classify(health::WAKER), health::Target::Waker);
+        assert_eq!(classify_health(HEALTH_WAKER), HealthTarget::Waker);
     }
 }

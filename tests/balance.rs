@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lbd::config::RawConfig;
 use lbd::config::{Algorithm, HashKey};
-use lbd::{Config, Server};
+use lbd::Server;
 
 use crate::util::*;
 
@@ -24,7 +25,7 @@ struct Three {
 }
 
 impl Three {
-    fn start(algorithm: Algorithm, edit: impl FnOnce(&mut Config)) -> Three {
+    fn start(algorithm: Algorithm, edit: impl FnOnce(&mut RawConfig)) -> Three {
         let release = Arc::new(AtomicBool::new(false));
         let backends: Vec<TestBackend> = (0..3)
             .map(|i| {
@@ -44,7 +45,6 @@ impl Three {
         }
         c.balancer.algorithm = algorithm;
         edit(&mut c);
-        c.validate().unwrap();
         let server = start(c);
         Three {
             backends,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::util::*;
 
 /// Fast probes for tests.
-fn fast_health(cfg: &mut lbd::Config) {
+fn fast_health(cfg: &mut lbd::config::RawConfig) {
     cfg.health.interval = Duration::from_millis(100);
     cfg.health.timeout = Duration::from_millis(100);
     cfg.health.rise = 2;

@@ -132,11 +132,11 @@ fn serve(mut stream: TcpStream, control: &Control) -> io::Result<()> {
                 )
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
-            _ => return respond(&mut stream, Reply::text(400, "bad request\n")),
+            _ => return respond(&mut stream, Reply::text(400, "bad request\n"), false),
         }
     };
     let reply = route(&method, &path, control);
-    respond(&mut stream, reply)
+    respond(&mut stream, reply, method == "HEAD")
 }
 
 fn route(method: &str, path: &str, control: &Control) -> Reply {
@@ -213,7 +213,9 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn respond(stream: &mut TcpStream, reply: Reply) -> io::Result<()> {
+/// Writes `reply`; the answer to a `HEAD` request is its head alone (its
+/// `Content-Length` still that of the body a `GET` would get).
+fn respond(stream: &mut TcpStream, reply: Reply, head_only: bool) -> io::Result<()> {
     let reason = crate::http::response::default_reason(reply.status);
     let mut head = format!(
         "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
@@ -226,7 +228,9 @@ fn respond(stream: &mut TcpStream, reply: Reply) -> io::Result<()> {
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
-    stream.write_all(reply.body.as_bytes())?;
+    if !head_only {
+        stream.write_all(reply.body.as_bytes())?;
+    }
     stream.flush()
 }
 

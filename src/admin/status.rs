@@ -34,10 +34,7 @@ pub fn json(snapshot: &Snapshot, shared: &Shared) -> String {
         snapshot.config.server.workers,
         snapshot.generation
     );
-    string(
-        &mut out,
-        &format!("{:?}", snapshot.config.balancer.algorithm),
-    );
+    string(&mut out, snapshot.config.balancer.algorithm.as_str());
     let _ = write!(
         out,
         ",\"client_connections\":{},\"backends\":[",
@@ -59,7 +56,7 @@ pub fn json(snapshot: &Snapshot, shared: &Shared) -> String {
             b.is_alive(),
             b.admin_state().as_str(),
             b.load(),
-            b.requests_total.load(Ordering::Relaxed),
+            b.responses.total(),
             b.responses.server_errors(),
             b.retries_total.load(Ordering::Relaxed),
             b.idle_connections(),

@@ -44,6 +44,7 @@ pub struct PickContext<'a> {
 
 impl PickContext<'_> {
     /// A context with no key and nothing tried yet.
+    #[cfg(test)]
     pub fn new(now: Instant) -> PickContext<'static> {
         PickContext {
             hash: None,

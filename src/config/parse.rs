@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::{Deserialize, Deserializer, Error};
 
 /// Parses `"250ms"`, `"2s"`, `"1m"`, `"1h"` (a whole number and a unit, no spaces).
-pub fn duration(text: &str) -> Result<Duration, String> {
+pub(super) fn duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("duration {text:?} needs a unit (ms, s, m or h)"))?;
@@ -37,7 +37,7 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Resolves `"host:port"` to its first socket address.
-pub fn address(text: &str) -> Result<SocketAddr, String> {
+pub(super) fn address(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -51,19 +51,21 @@ pub fn address(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// serde adapter for a required duration.
-pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(super) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     duration(&text).map_err(D::Error::custom)
 }
 
 /// serde adapter for an optional duration.
-pub fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(super) fn de_opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(d)?;
     duration(&text).map(Some).map_err(D::Error::custom)
 }
 
 /// serde adapter for a socket address.
-pub fn de_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+pub(super) fn de_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(d)?;
     address(&text).map_err(D::Error::custom)
 }

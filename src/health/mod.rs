@@ -21,7 +21,7 @@ use probe::{Probe, Verdict};
 
 use crate::control::{HealthMsg, Mailbox, WorkerMsg};
 use crate::snapshot::Snapshot;
-use crate::token::health::{self as token, Target};
+use crate::token::{self, HealthTarget};
 
 /// The health thread's state.
 pub struct HealthChecker {
@@ -93,13 +93,13 @@ impl HealthChecker {
                 return;
             }
             for event in events.iter() {
-                match token::classify(event.token()) {
-                    Target::Waker => {
+                match token::classify_health(event.token()) {
+                    HealthTarget::Waker => {
                         if !self.handle_messages() {
                             return;
                         }
                     }
-                    Target::Probe(i) => self.advance(i),
+                    HealthTarget::Probe(i) => self.advance(i),
                 }
             }
             self.expire(Instant::now());

@@ -37,8 +37,13 @@ enum State {
 /// One decoding step's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// `len` payload bytes start at `start` in the input given to [`ChunkedDecoder::step`].
-    Data { start: usize, len: usize },
+    /// Payload found in the input given to [`ChunkedDecoder::step`].
+    Data {
+        /// Offset of the payload in that input.
+        start: usize,
+        /// Payload bytes.
+        len: usize,
+    },
     /// All input was framing; more input is needed.
     NeedMore,
     /// The body ended (last chunk, trailers and final CRLF consumed).
@@ -58,11 +63,6 @@ impl Default for ChunkedDecoder {
 }
 
 impl ChunkedDecoder {
-    /// True once the whole body has been decoded.
-    pub fn is_done(&self) -> bool {
-        self.state == State::Done
-    }
-
     /// Consumes framing from `input` until payload (at most `max_data` bytes) is found,
     /// more input is needed, or the body ends. Returns bytes consumed (payload included)
     /// and what was found. Never reads past the body's end.

@@ -9,32 +9,37 @@ pub mod chunked;
 pub mod request;
 pub mod response;
 
-pub use body::{BodyError, Decoder, Encoder, Transfer};
 pub use canned::Canned;
-pub use request::{Method, RequestError, RequestHead};
-pub use response::{ResponseError, ResponseHead};
+pub use request::RequestError;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
+const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
     "trailer",
     "upgrade",
-    "transfer-encoding",
-    "content-length",
 ];
+
+/// Framing headers: lbd regenerates them from its own framing of the body, so the
+/// sender's are never copied (they are end-to-end, but the framing is lbd's).
+const FRAMING: [&str; 2] = ["content-length", "transfer-encoding"];
 
 /// Case-insensitive ASCII comparison of a header name.
 pub fn name_is(name: &str, lower: &str) -> bool {
     name.len() == lower.len() && name.as_bytes().eq_ignore_ascii_case(lower.as_bytes())
 }
 
-/// True for headers lbd drops or regenerates itself: hop-by-hop ones and the framing
-/// headers (`Content-Length`, `Transfer-Encoding`), which lbd writes from its own framing.
+/// True for the fixed hop-by-hop headers (those a `Connection` header lists are found
+/// by [`listed_in_connection`]).
 pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| name_is(name, h))
+}
+
+/// True for `Content-Length` and `Transfer-Encoding`, which lbd writes itself.
+pub fn is_framing(name: &str) -> bool {
+    FRAMING.iter().any(|h| name_is(name, h))
 }
 
 /// The comma-separated elements of a list header, trimmed of whitespace, empty ones

@@ -6,8 +6,8 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
 use super::{
-    connection_has, connection_lists_fields, is_hop_by_hop, list_items, listed_in_connection,
-    name_is, parse_content_length, trim, write_header, write_u64, Framing,
+    connection_has, connection_lists_fields, is_framing, is_hop_by_hop, list_items,
+    listed_in_connection, name_is, parse_content_length, trim, write_header, write_u64, Framing,
 };
 use crate::bounds::MAX_HEADERS;
 use crate::buffer::Buffer;
@@ -153,7 +153,7 @@ pub fn parse(
     };
     let headers: &[httparse::Header<'_>] = req.headers;
     let method = Method::from_token(method_token);
-    let target = Target::classify(method, target)?;
+    let target = RequestTarget::classify(method, target)?;
 
     let mut facts = HeaderFacts::default();
     for h in headers {
@@ -183,6 +183,7 @@ pub fn parse(
     let listing = connection_lists_fields(headers);
     for h in headers {
         let drop = is_hop_by_hop(h.name)
+            || is_framing(h.name)
             || name_is(h.name, "x-forwarded-for")
             || name_is(h.name, "x-forwarded-proto")
             || (name_is(h.name, "host") && target.authority.is_some())
@@ -236,19 +237,19 @@ pub fn parse(
 
 /// The request target after validation: the path to forward, and the authority of an
 /// absolute-form target (which replaces `Host`, RFC 9112 §3.2.2).
-struct Target<'a> {
+struct RequestTarget<'a> {
     path: &'a str,
     authority: Option<&'a str>,
 }
 
-impl<'a> Target<'a> {
-    fn classify(method: Method, target: &'a str) -> Result<Target<'a>, RequestError> {
+impl<'a> RequestTarget<'a> {
+    fn classify(method: Method, target: &'a str) -> Result<RequestTarget<'a>, RequestError> {
         if method == Method::Connect {
             return Err(RequestError::NotImplemented("CONNECT"));
         }
         if target == "*" {
             return if method == Method::Options {
-                Ok(Target {
+                Ok(RequestTarget {
                     path: "*",
                     authority: None,
                 })
@@ -257,7 +258,7 @@ impl<'a> Target<'a> {
             };
         }
         if target.starts_with('/') {
-            return Ok(Target {
+            return Ok(RequestTarget {
                 path: target,
                 authority: None,
             });
@@ -281,7 +282,7 @@ impl<'a> Target<'a> {
         } else {
             path
         };
-        Ok(Target {
+        Ok(RequestTarget {
             path,
             authority: Some(authority),
         })

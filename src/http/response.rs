@@ -2,8 +2,8 @@
 //! how lbd frames the body toward the client, and write lbd's own head for the client.
 
 use super::{
-    connection_has, connection_lists_fields, is_hop_by_hop, listed_in_connection, name_is,
-    parse_content_length, trim, write_header, write_u64, Framing,
+    connection_has, connection_lists_fields, is_framing, is_hop_by_hop, listed_in_connection,
+    name_is, parse_content_length, trim, write_header, write_u64, Framing,
 };
 use crate::buffer::Buffer;
 
@@ -153,7 +153,9 @@ pub fn parse(
     out.extend(b"\r\n");
     let listing = connection_lists_fields(headers);
     for h in headers {
-        let drop = is_hop_by_hop(h.name) || (listing && listed_in_connection(headers, h.name));
+        let drop = is_hop_by_hop(h.name)
+            || is_framing(h.name)
+            || (listing && listed_in_connection(headers, h.name));
         if !drop {
             write_header(out, h.name.as_bytes(), h.value);
         }

@@ -28,7 +28,7 @@ use crate::net::{Io, Peer};
 /// Progress rounds per drive before yielding to other sessions (fairness); the worker
 /// drives a session that hit the bound again on its next turn.
 const ROUNDS: usize = 32;
-/// After an error response: how long the unread request is drained before closing.
+/// After an error response: how long the unread request is discarded before closing.
 const LINGER: Duration = Duration::from_secs(2);
 /// ... and how many bytes of it at most.
 const LINGER_BYTES: usize = 1 << 20;
@@ -87,15 +87,15 @@ enum Phase {
         /// Hard end of the flush (`client_io`).
         deadline: Instant,
         /// Input bytes discarded so far.
-        drained: usize,
+        discarded: usize,
     },
-    /// The write side is shut: unread input is drained briefly, so the client reads the
+    /// The write side is shut: unread input is discarded briefly, so the client reads the
     /// last response instead of a reset (spec §7.7).
     Lingering {
         /// Hard end of the linger.
         deadline: Instant,
         /// Input bytes discarded so far.
-        drained: usize,
+        discarded: usize,
     },
     /// Finished: the worker removes the session.
     Done,
@@ -224,19 +224,22 @@ impl Session {
                 let outcome = x.step(sid, &mut self.conn, env);
                 self.apply(outcome, env)
             }
-            Phase::Flushing { deadline, drained } => {
+            Phase::Flushing {
+                deadline,
+                discarded,
+            } => {
                 if !self.conn.client_out.is_empty() && self.conn.peer != Peer::Broken {
                     return Progress::Idle;
                 }
                 let _ = self.conn.client.shutdown(Shutdown::Write);
                 self.phase = Phase::Lingering {
                     deadline: (*deadline).min(env.now + LINGER),
-                    drained: *drained,
+                    discarded: *discarded,
                 };
                 Progress::Moved
             }
-            Phase::Lingering { drained, .. } => {
-                if self.conn.peer.is_eof() || *drained > LINGER_BYTES {
+            Phase::Lingering { discarded, .. } => {
+                if self.conn.peer.is_eof() || *discarded > LINGER_BYTES {
                     self.phase = Phase::Done;
                     return Progress::Moved;
                 }
@@ -272,7 +275,7 @@ impl Session {
     fn linger(&mut self, env: &Env) {
         self.phase = Phase::Flushing {
             deadline: env.now + env.config().timeouts.client_io,
-            drained: 0,
+            discarded: 0,
         };
     }
 
@@ -409,10 +412,10 @@ impl Session {
             Io::Progress(n) => {
                 conn.last_client_io = env.now;
                 env.stats.client_in += n as u64;
-                if let Phase::Flushing { drained, .. } | Phase::Lingering { drained, .. } =
+                if let Phase::Flushing { discarded, .. } | Phase::Lingering { discarded, .. } =
                     &mut self.phase
                 {
-                    *drained += n;
+                    *discarded += n;
                     conn.client_in.clear();
                 }
                 Progress::Moved

@@ -210,11 +210,6 @@ impl Upstreams {
         }
     }
 
-    /// True while the connect is pending.
-    pub fn is_connecting(&self, id: UpstreamId) -> bool {
-        matches!(self.conns[id.0].link, Link::Connecting { .. })
-    }
-
     /// Takes a connection back after an exchange: pooled when the exchange says it is
     /// `reusable` and the pool accepts it (spec §7.4), closed otherwise.
     pub fn release(&mut self, id: UpstreamId, reusable: bool, now: Instant) {
@@ -261,8 +256,8 @@ impl Upstreams {
         if !up.edges.readable {
             return true;
         }
-        let mut probe = [0u8; 1];
-        matches!(up.edges.read(&mut up.stream, &mut probe), Io::WouldBlock)
+        let mut byte = [0u8; 1];
+        matches!(up.edges.read(&mut up.stream, &mut byte), Io::WouldBlock)
     }
 
     /// Records an event's edges; returns the session to drive, if a session uses the
@@ -332,7 +327,7 @@ impl Upstreams {
     /// Closes the idle connections to backend `index` of the current snapshot (`Some`),
     /// or all of them (`None`).
     pub fn close_idle(&mut self, index: Option<usize>) {
-        for uid in self.idle.drain(index) {
+        for uid in self.idle.take_all(index) {
             self.conns[uid].backend.add_idle(-1);
             self.close(uid);
         }
@@ -431,7 +426,10 @@ mod tests {
     fn connection_transitions() {
         let mut rig = Rig::new();
         let (id, mut server) = rig.connected();
-        assert!(!rig.ups.is_connecting(id));
+        assert!(matches!(
+            rig.ups.conns[id.0].link,
+            Link::Busy { owner: 7, .. }
+        ));
         assert!(!rig.ups.is_reused(id));
         assert_eq!(rig.ups.on_event(id.0, false, true, false), Some(7));
         // Busy -> idle: pooled, counted idle.

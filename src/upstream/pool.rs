@@ -41,7 +41,7 @@ impl IdlePool {
 
     /// Empties one backend's list (`Some`) or every list (`None`), returning what they
     /// held (to be closed).
-    pub fn drain(&mut self, backend: Option<usize>) -> Vec<usize> {
+    pub fn take_all(&mut self, backend: Option<usize>) -> Vec<usize> {
         match backend {
             Some(b) => self.idle.get_mut(b).map(std::mem::take).unwrap_or_default(),
             None => self.idle.iter_mut().flat_map(std::mem::take).collect(),
@@ -62,9 +62,9 @@ mod tests {
         assert_eq!(p.take(1), Some(11));
         p.remove(1, 10);
         assert_eq!(p.take(1), None);
-        assert_eq!(p.drain(Some(0)), vec![12]);
+        assert_eq!(p.take_all(Some(0)), vec![12]);
         assert!(p.put(2, 13));
-        assert_eq!(p.drain(None), vec![13]);
+        assert_eq!(p.take_all(None), vec![13]);
     }
 
     #[test]

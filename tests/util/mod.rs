@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lbd::{Config, Server};
+use lbd::config::RawConfig;
+use lbd::Server;
 
 /// How long any single client read may block before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -498,18 +499,17 @@ pub fn exchange_raw(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
 }
 
 /// A config for lbd on 127.0.0.1:0 in front of `backends`, with test-friendly knobs.
-pub fn config(backends: &[SocketAddr]) -> Config {
-    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), backends);
+pub fn config(backends: &[SocketAddr]) -> RawConfig {
+    let mut c = RawConfig::new("127.0.0.1:0".parse().unwrap(), backends);
     c.server.workers = 2;
     c.timeouts.shutdown = Duration::from_secs(5);
-    c.validate().unwrap();
     c
 }
 
-/// Starts lbd with `config`.
-pub fn start(config: Config) -> Server {
+/// Validates `config` and starts lbd with it.
+pub fn start(config: RawConfig) -> Server {
     let _ = env_logger::builder().is_test(true).try_init();
-    Server::start(config).expect("lbd starts")
+    Server::start(config.validate().expect("valid config")).expect("lbd starts")
 }
 
 /// An address with nothing listening (bound then released).

@@ -162,7 +162,7 @@ impl Exchange {
                 self.tries.attempts.fresh_retry_used = true;
                 Attempt::Reconnect
             }
-            Next::NextBackend => {
+            Next::OtherBackend => {
                 self.release_lease(env);
                 Attempt::Pick
             }

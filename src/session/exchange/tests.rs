@@ -11,7 +11,7 @@ use mio::{Events, Poll};
 
 use super::{Attempt, Exchange, Outcome, Upload};
 use crate::buffer::BufPool;
-use crate::config::Config;
+use crate::config::RawConfig;
 use crate::http::request::{self, RequestContext};
 use crate::session::{Conn, Env, Progress};
 use crate::snapshot::{Generations, Snapshot};
@@ -48,13 +48,13 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(backend: TcpListener, tune: impl FnOnce(&mut Config)) -> Rig {
-        let mut config = Config::new(
+    fn new(backend: TcpListener, tune: impl FnOnce(&mut RawConfig)) -> Rig {
+        let mut raw = RawConfig::new(
             "127.0.0.1:0".parse().unwrap(),
             &[backend.local_addr().unwrap()],
         );
-        tune(&mut config);
-        config.validate().unwrap();
+        tune(&mut raw);
+        let config = raw.validate().unwrap();
         let snapshot = Arc::new(Snapshot::new(config));
         let poll = Poll::new().unwrap();
         let front = TcpListener::bind("127.0.0.1:0").unwrap();

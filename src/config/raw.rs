@@ -1,0 +1,324 @@
+//! The serde mirror of the TOML file (spec §3): every section with its defaults, unknown
+//! keys refused (`deny_unknown_fields`), values typed by the deserializers in `parse`.
+//! Nothing here is checked beyond its type; `super::RawConfig::validate` does that.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::parse::{de_address, de_duration, de_opt_duration};
+use crate::grammar::is_token_byte;
+
+/// The configuration as the file states it (or as an embedder builds it), before
+/// validation: the serde mirror of spec §3, defaults filled in, unknown keys refused.
+/// [`RawConfig::validate`] turns it into the [`Config`] the rest of lbd runs on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Listener and process-wide limits.
+    pub server: ServerConfig,
+    /// Every phase's time limit.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Which algorithm picks a backend.
+    #[serde(default)]
+    pub balancer: BalancerConfig,
+    /// Size limits on requests.
+    #[serde(default)]
+    pub limits: Limits,
+    /// How failed upstream attempts are retried.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Health probes.
+    #[serde(default)]
+    pub health: Health,
+    /// The origin servers; at least one.
+    #[serde(rename = "backend", default)]
+    pub backends: Vec<BackendConfig>,
+    /// Optional admin listener.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Logging switches.
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address every worker's listener binds (with `SO_REUSEPORT`).
+    #[serde(deserialize_with = "de_address")]
+    pub listen: SocketAddr,
+    /// Worker threads; 0 in the file is an error, absent means available cores.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Open client connections per process; at the limit, accepting pauses.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+/// `[timeouts]`: every phase of a connection has one.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// From accept (or a keep-alive request's first byte) until the whole head arrived.
+    #[serde(deserialize_with = "de_duration")]
+    pub client_header: Duration,
+    /// Keep-alive idle time between requests.
+    #[serde(deserialize_with = "de_duration")]
+    pub client_idle: Duration,
+    /// Client silent mid-body, or not reading a pending response.
+    #[serde(deserialize_with = "de_duration")]
+    pub client_io: Duration,
+    /// Upstream TCP connect.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect: Duration,
+    /// Waiting for the response head, and between response body reads.
+    #[serde(deserialize_with = "de_duration")]
+    pub upstream_response: Duration,
+    /// A pooled upstream connection is closed after this long idle.
+    #[serde(deserialize_with = "de_duration")]
+    pub upstream_idle: Duration,
+    /// Drain deadline on SIGINT/SIGTERM.
+    #[serde(deserialize_with = "de_duration")]
+    pub shutdown: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            client_header: Duration::from_secs(10),
+            client_idle: Duration::from_secs(60),
+            client_io: Duration::from_secs(60),
+            connect: Duration::from_secs(2),
+            upstream_response: Duration::from_secs(30),
+            upstream_idle: Duration::from_secs(60),
+            shutdown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Balancing algorithms of spec §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Next eligible backend in turn.
+    #[default]
+    RoundRobin,
+    /// Smooth weighted round-robin (nginx style).
+    WeightedRoundRobin,
+    /// Fewest in-flight requests relative to weight.
+    LeastConnections,
+    /// The less loaded of two random eligible backends.
+    PowerOfTwo,
+    /// Maglev consistent hashing on `hash_key`.
+    ConsistentHash,
+    /// Maglev consistent hashing on the client address.
+    IpHash,
+}
+
+impl Algorithm {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::WeightedRoundRobin => "weighted_round_robin",
+            Algorithm::LeastConnections => "least_connections",
+            Algorithm::PowerOfTwo => "power_of_two",
+            Algorithm::ConsistentHash => "consistent_hash",
+            Algorithm::IpHash => "ip_hash",
+        }
+    }
+}
+
+/// What `consistent_hash` hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HashKey {
+    /// The client's IP address.
+    #[default]
+    Ip,
+    /// The value of this request header (lower-case name).
+    Header(String),
+}
+
+impl<'de> Deserialize<'de> for HashKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "ip" {
+            return Ok(HashKey::Ip);
+        }
+        match text.strip_prefix("header:") {
+            Some(name) if !name.is_empty() && name.bytes().all(is_token_byte) => {
+                Ok(HashKey::Header(name.to_ascii_lowercase()))
+            }
+            _ => Err(serde::de::Error::custom(format!(
+                "hash_key {text:?} must be \"ip\" or \"header:NAME\""
+            ))),
+        }
+    }
+}
+
+/// `[balancer]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalancerConfig {
+    /// The algorithm every worker's pick uses.
+    pub algorithm: Algorithm,
+    /// Key for `consistent_hash`.
+    pub hash_key: HashKey,
+    /// Weight ramp for a backend that comes up.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub slow_start: Option<Duration>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Request line plus headers; past it 414 (line) or 431.
+    pub head_bytes: usize,
+    /// Header fields per request; past it 431.
+    pub headers: usize,
+    /// Request body limit; past it 413. `None`: unlimited.
+    pub body_bytes: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            head_bytes: 16384,
+            headers: 100,
+            body_bytes: None,
+        }
+    }
+}
+
+/// `[retry]`: the seed's connect-retry policy.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Connect retries on the same backend before it is marked down.
+    pub same_backend: u32,
+    /// Pause between those retries.
+    #[serde(deserialize_with = "de_duration")]
+    pub delay: Duration,
+    /// Backends tried for one request before 503.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            same_backend: 3,
+            delay: Duration::from_millis(10),
+            max_attempts: 3,
+        }
+    }
+}
+
+/// `[health]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    /// Time between probe rounds.
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// One probe's time limit.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Successes before a down backend is up again.
+    pub rise: u32,
+    /// Failures before an up backend is down.
+    pub fall: u32,
+    /// HTTP GET path; `None` means a TCP connect probe.
+    pub path: Option<String>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+            path: None,
+        }
+    }
+}
+
+/// One `[[backend]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Where the origin server listens.
+    #[serde(deserialize_with = "de_address")]
+    pub address: SocketAddr,
+    /// Relative share for weighted algorithms; at least 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Name in logs, metrics and the admin API; empty: the address (filled in by
+    /// validation).
+    #[serde(default)]
+    pub name: String,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Admin listener address.
+    #[serde(deserialize_with = "de_address")]
+    pub listen: SocketAddr,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// One access-log line per exchange on stdout.
+    pub access: bool,
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl RawConfig {
+    /// A configuration for `listen` in front of `backends`, everything else default:
+    /// the start of an embedder's (or a test's) configuration; change fields, then
+    /// [`RawConfig::validate`].
+    pub fn new(listen: SocketAddr, backends: &[SocketAddr]) -> RawConfig {
+        RawConfig {
+            server: ServerConfig {
+                listen,
+                workers: default_workers(),
+                max_connections: default_max_connections(),
+            },
+            timeouts: Timeouts::default(),
+            balancer: BalancerConfig::default(),
+            limits: Limits::default(),
+            retry: RetryPolicy::default(),
+            health: Health::default(),
+            backends: backends
+                .iter()
+                .map(|&address| BackendConfig {
+                    address,
+                    weight: 1,
+                    name: String::new(),
+                })
+                .collect(),
+            admin: None,
+            log: Log::default(),
+        }
+    }
+}
