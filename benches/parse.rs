@@ -66,6 +66,7 @@ fn request_heads(c: &mut Criterion) {
         max_headers: 100,
         max_body: None,
         hash_header: None,
+        tls: false,
     };
     let mut group = c.benchmark_group("request_parse_rewrite");
     for (name, head) in [("wrk", WRK), ("browser", BROWSER), ("api", API)] {

@@ -87,6 +87,10 @@ pub struct Entry<'a> {
     pub upstream_status: Option<u16>,
     /// Seconds from request head to the end.
     pub duration: f64,
+    /// The TLS version (`TLSv1.3`), or `-` for a plain connection.
+    pub tls: &'a str,
+    /// The server name the TLS client sent (SNI), if any.
+    pub sni: Option<&'a str>,
     /// Attempts retried.
     pub retries: u32,
     /// Why lbd answered or closed: `ok`, `client_closed`, `bad_request`, `timeout`, ...
@@ -116,11 +120,11 @@ pub fn format(entry: &Entry<'_>, now: SystemTime) -> String {
         Some(s) => write!(line, " upstream_status={s}"),
         None => write!(line, " upstream_status=-"),
     };
-    let _ = write!(
-        line,
-        " duration={:.3} retries={} reason={}",
-        entry.duration, entry.retries, entry.reason
-    );
+    let _ = write!(line, " duration={:.3} tls={}", entry.duration, entry.tls);
+    if entry.tls != "-" {
+        let _ = write!(line, " sni={}", entry.sni.unwrap_or("-"));
+    }
+    let _ = write!(line, " retries={} reason={}", entry.retries, entry.reason);
     line
 }
 
@@ -218,6 +222,8 @@ mod tests {
                 upstream: Some("127.0.0.1:8081".parse().unwrap()),
                 upstream_status: Some(200),
                 duration: 0.0123,
+                tls: "-",
+                sni: None,
                 retries: 1,
                 reason: "ok",
             },
@@ -226,7 +232,7 @@ mod tests {
         assert_eq!(
             line,
             "10.1.2.3 - - [01/Jan/1970:00:00:00 +0000] \"GET /a?b HTTP/1.1\" 200 13 \"http://r/\" \
-             \"curl/8 \\x22q\\x22\" upstream=127.0.0.1:8081 upstream_status=200 duration=0.012 retries=1 reason=ok"
+             \"curl/8 \\x22q\\x22\" upstream=127.0.0.1:8081 upstream_status=200 duration=0.012 tls=- retries=1 reason=ok"
         );
     }
 }

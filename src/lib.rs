@@ -43,6 +43,8 @@ mod snapshot;
 mod stats;
 mod supervisor;
 mod timer;
+#[cfg(feature = "tls")]
+mod tls;
 mod token;
 mod upstream;
 mod worker;

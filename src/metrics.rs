@@ -212,6 +212,33 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     );
     header(
         &mut out,
+        "lbd_tls_handshakes_total",
+        "counter",
+        "TLS handshakes, by result.",
+    );
+    let _ = writeln!(
+        out,
+        "lbd_tls_handshakes_total{{result=\"ok\"}} {}",
+        load(&shared.tls_handshakes_ok)
+    );
+    let _ = writeln!(
+        out,
+        "lbd_tls_handshakes_total{{result=\"failed\"}} {}",
+        load(&shared.tls_handshakes_failed)
+    );
+    header(
+        &mut out,
+        "lbd_tls_connections",
+        "gauge",
+        "Open TLS client connections.",
+    );
+    let _ = writeln!(
+        out,
+        "lbd_tls_connections {}",
+        shared.tls_connections.load(Ordering::Relaxed)
+    );
+    header(
+        &mut out,
         "lbd_bytes_total",
         "counter",
         "Bytes to and from clients.",

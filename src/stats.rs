@@ -110,6 +110,12 @@ pub struct Shared {
     pub client_out_bytes: AtomicU64,
     /// Attempts retried after a failure.
     pub retries_total: AtomicU64,
+    /// TLS handshakes that finished.
+    pub tls_handshakes_ok: AtomicU64,
+    /// TLS handshakes that failed (bad ClientHello, no shared version or cipher, ...).
+    pub tls_handshakes_failed: AtomicU64,
+    /// Open TLS client connections, all workers.
+    pub tls_connections: AtomicUsize,
     /// Answers lbd made without a backend (refused requests, no backend alive).
     pub unrouted: ResponseStats,
     /// Successful configuration reloads.
@@ -129,6 +135,9 @@ impl Default for Shared {
             client_in_bytes: AtomicU64::new(0),
             client_out_bytes: AtomicU64::new(0),
             retries_total: AtomicU64::new(0),
+            tls_handshakes_ok: AtomicU64::new(0),
+            tls_handshakes_failed: AtomicU64::new(0),
+            tls_connections: AtomicUsize::new(0),
             unrouted: ResponseStats::default(),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -148,9 +157,22 @@ pub struct LocalStats {
     pub client_out: u64,
     /// Retried attempts.
     pub retries: u64,
+    /// TLS handshakes finished.
+    pub tls_handshakes_ok: u64,
+    /// TLS handshakes failed.
+    pub tls_handshakes_failed: u64,
 }
 
 impl LocalStats {
+    /// Counts a TLS handshake's outcome.
+    pub fn record_handshake(&mut self, ok: bool) {
+        if ok {
+            self.tls_handshakes_ok += 1;
+        } else {
+            self.tls_handshakes_failed += 1;
+        }
+    }
+
     /// Adds what was counted to `shared` and starts over.
     pub fn flush(&mut self, shared: &Shared) {
         let stats = std::mem::take(self);
@@ -158,6 +180,8 @@ impl LocalStats {
             (&shared.client_in_bytes, stats.client_in),
             (&shared.client_out_bytes, stats.client_out),
             (&shared.retries_total, stats.retries),
+            (&shared.tls_handshakes_ok, stats.tls_handshakes_ok),
+            (&shared.tls_handshakes_failed, stats.tls_handshakes_failed),
         ] {
             if n > 0 {
                 counter.fetch_add(n, Ordering::Relaxed);

@@ -32,6 +32,7 @@ const BACKLOG: i32 = 1024;
 pub struct Server {
     control: Arc<Control>,
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     workers: Vec<JoinHandle<()>>,
     health: Option<JoinHandle<()>>,
     admin: Option<Admin>,
@@ -56,13 +57,14 @@ impl Server {
         let workers = config.server.workers;
         let snapshot = Arc::new(Snapshot::new(config));
         let shared = Arc::new(Shared::default());
-        let mut addr = snapshot.config.server.listen;
-        let mut listeners = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let listener = bind_reuseport(addr)?;
-            addr = listener.local_addr()?;
-            listeners.push(listener);
-        }
+        let (listeners, addr) = bind_all(snapshot.config.server.listen, workers)?;
+        let (tls_listeners, tls_addr): (Vec<Option<_>>, _) = match &snapshot.config.tls {
+            Some(tls) => {
+                let (list, addr) = bind_all(tls.listen, workers)?;
+                (list.into_iter().map(Some).collect(), Some(addr))
+            }
+            None => ((0..workers).map(|_| None).collect(), None),
+        };
         let (access_tx, access_thread) = crate::access::spawn_writer()?;
         let health_poll = Poll::new()?;
         let (health_box, health_rx) =
@@ -71,12 +73,13 @@ impl Server {
         // nothing running but the access-log writer (which ends with its senders).
         let mut built = Vec::with_capacity(workers);
         let mut worker_boxes = Vec::with_capacity(workers);
-        for (id, listener) in listeners.into_iter().enumerate() {
+        for (id, (listener, tls_listener)) in listeners.into_iter().zip(tls_listeners).enumerate() {
             let poll = Poll::new()?;
             let (worker_box, rx) = Mailbox::new(Waker::new(poll.registry(), token::WAKER)?);
             built.push(Worker::new(WorkerSetup {
                 id,
                 listener,
+                tls_listener,
                 poll,
                 control: rx,
                 snapshot: Arc::clone(&snapshot),
@@ -104,6 +107,7 @@ impl Server {
         let mut server = Server {
             control,
             local_addr: addr,
+            tls_addr,
             workers: Vec::with_capacity(workers),
             health: None,
             admin: None,
@@ -124,6 +128,12 @@ impl Server {
             Err(e) => return Err(server.abort(e)),
         }
         log::info!("listening addr={addr} workers={workers}");
+        if let Some(tls_addr) = tls_addr {
+            log::info!("listening tls addr={tls_addr}");
+        }
+        for warning in snapshot.config.warnings() {
+            log::warn!("config: {warning}");
+        }
         for b in &snapshot.backends {
             log::info!(
                 "backend name={} address={} weight={}",
@@ -152,6 +162,11 @@ impl Server {
     /// The address the listeners are bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the TLS listeners are bound to, with `[tls]`.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The admin listener's address, when there is one.
@@ -239,6 +254,22 @@ impl Drop for Server {
             admin.signal_stop();
         }
     }
+}
+
+/// Binds `count` listening sockets to `addr` (port 0: the first bind picks the port and
+/// the others take the same); returns them and the address they share.
+fn bind_all(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let listener = bind_reuseport(addr)?;
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok((listeners, addr))
 }
 
 /// Binds a listening socket with `SO_REUSEPORT`, so every worker has its own accept

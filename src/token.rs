@@ -1,8 +1,9 @@
 //! The one place that writes `mio::Token` values: what each token number means, for a
 //! worker's poll and for the health thread's.
 //!
-//! Worker layout: 0 is the listener, 1 the waker; from 2 on, even numbers are sessions
-//! and odd numbers upstream connections, each by its slab index.
+//! Worker layout: 0 is the plain listener, 1 the waker, 2 the TLS listener; from 3 on,
+//! odd numbers are sessions and even numbers upstream connections, each by its slab
+//! index.
 //! Health layout: 0 is the waker; `1 + i` is the probe of backend `i`.
 
 use mio::Token;
@@ -11,13 +12,17 @@ use mio::Token;
 pub const LISTENER: Token = Token(0);
 /// The worker's `mio::Waker` (control messages pending).
 pub const WAKER: Token = Token(1);
-const FIRST: usize = 2;
+/// The worker's TLS listening socket (spec §9).
+pub const TLS_LISTENER: Token = Token(2);
+const FIRST: usize = 3;
 
 /// What a worker's token refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// The listener.
+    /// The plain listener.
     Listener,
+    /// The TLS listener.
+    TlsListener,
     /// The waker.
     Waker,
     /// A session's client socket, by session slab index.
@@ -41,6 +46,7 @@ pub fn classify(token: Token) -> Target {
     match token.0 {
         0 => Target::Listener,
         1 => Target::Waker,
+        2 => Target::TlsListener,
         n if (n - FIRST) % 2 == 0 => Target::Session((n - FIRST) / 2),
         n => Target::Upstream((n - FIRST) / 2),
     }
@@ -84,6 +90,7 @@ mod tests {
         }
         assert_eq!(classify(LISTENER), Target::Listener);
         assert_eq!(classify(WAKER), Target::Waker);
+        assert_eq!(classify(TLS_LISTENER), Target::TlsListener);
         assert_eq!(classify_health(HEALTH_WAKER), HealthTarget::Waker);
     }
 }

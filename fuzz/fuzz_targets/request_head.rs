@@ -27,6 +27,7 @@ fuzz_target!(|input: &[u8]| {
         max_headers: 1 + usize::from(knobs % 128),
         max_body: (knobs & 1 == 1).then_some(1 << 20),
         hash_header: (knobs & 2 == 2).then_some("x-user"),
+        tls: knobs & 4 == 4,
     };
     let mut pool = BufPool::new(256, 1);
     let mut out = Buffer::default();

@@ -4,6 +4,8 @@
 
 mod parse;
 mod raw;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::fmt;
 use std::ops::Deref;
@@ -13,9 +15,11 @@ use crate::bounds::{MAX_ATTEMPTS, MAX_HEADERS};
 use crate::grammar::is_token_byte;
 
 pub use raw::{
-    AdminConfig, Algorithm, BackendConfig, BalancerConfig, HashKey, Health, Limits, Log, RawConfig,
-    RetryPolicy, ServerConfig, Timeouts,
+    AdminConfig, Algorithm, BackendConfig, BalancerConfig, CertificateConfig, HashKey, Health,
+    Limits, Log, RawConfig, RetryPolicy, ServerConfig, Timeouts, TlsConfig, TlsVersion,
 };
+#[cfg(feature = "tls")]
+pub use tls::{crypto_provider, LoadedCertificate, TlsServer, TLS_BUFFER_LIMIT};
 
 /// A configuration error: what is wrong, naming the key (and line where toml knows it).
 #[derive(Debug)]
@@ -30,19 +34,39 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// A validated configuration: a [`RawConfig`] that passed [`RawConfig::validate`]
-/// (backend names filled in, every limit in range, cross-field rules kept). Read its
-/// sections through `Deref`; it cannot be changed or built any other way.
+/// (backend names filled in, every limit in range, cross-field rules kept, certificate
+/// files loaded and matched). Read its sections through `Deref`; it cannot be changed or
+/// built any other way.
 #[derive(Debug, Clone)]
-pub struct Config(RawConfig);
+pub struct Config {
+    raw: RawConfig,
+    /// `[tls]` loaded: the certificates and the rustls configuration built from them.
+    #[cfg(feature = "tls")]
+    tls_server: Option<TlsServer>,
+    /// What `--check` and a start or reload report without refusing the file.
+    warnings: Vec<String>,
+}
 
 impl Deref for Config {
     type Target = RawConfig;
     fn deref(&self) -> &RawConfig {
-        &self.0
+        &self.raw
     }
 }
 
 impl Config {
+    /// Problems worth a warning that do not make the file invalid (an expired
+    /// certificate, ...), one line each naming the key.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The loaded `[tls]` certificates and rustls configuration, when `[tls]` is set.
+    #[cfg(feature = "tls")]
+    pub fn tls_server(&self) -> Option<&TlsServer> {
+        self.tls_server.as_ref()
+    }
+
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -60,8 +84,8 @@ impl Config {
     /// This configuration for a running lbd whose configuration is `running`: the keys
     /// that need a restart (`server.listen`, `server.workers`, `[admin]`) keep their
     /// running values, with a warning for each one the new file changes.
-    pub fn keeping_restart_keys(self, running: &Config) -> Config {
-        let mut raw = self.0;
+    pub fn keeping_restart_keys(mut self, running: &Config) -> Config {
+        let raw = &mut self.raw;
         if raw.server.listen != running.server.listen {
             log::warn!(
                 "reload: server.listen changed to {}; restart to apply",
@@ -77,9 +101,16 @@ impl Config {
         if raw.admin.as_ref().map(|a| a.listen) != running.admin.as_ref().map(|a| a.listen) {
             log::warn!("reload: [admin] changed; restart to apply");
         }
+        let tls_listen = |c: &RawConfig| c.tls.as_ref().map(|t| t.listen);
+        if tls_listen(raw) != tls_listen(running) {
+            log::warn!("reload: tls.listen changed (or [tls] added or removed); restart to apply");
+        }
         raw.server.listen = running.server.listen;
         raw.server.workers = running.server.workers;
-        Config(raw)
+        if let (Some(new), Some(old)) = (&mut raw.tls, &running.tls) {
+            new.listen = old.listen;
+        }
+        self
     }
 }
 
@@ -183,7 +214,53 @@ impl RawConfig {
                 );
             }
         }
-        Ok(Config(self))
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut warnings = Vec::new();
+        #[cfg(feature = "tls")]
+        let tls_server = self.load_tls(&mut warnings)?;
+        #[cfg(not(feature = "tls"))]
+        if self.tls.is_some() {
+            return err("tls", "this lbd was built without the `tls` feature");
+        }
+        Ok(Config {
+            raw: self,
+            #[cfg(feature = "tls")]
+            tls_server,
+            warnings,
+        })
+    }
+
+    /// Loads every `[[tls.certificate]]` (an expired one is a warning naming it) and
+    /// builds the rustls configuration.
+    #[cfg(feature = "tls")]
+    fn load_tls(&self, warnings: &mut Vec<String>) -> Result<Option<TlsServer>, ConfigError> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        if tls.certificates.is_empty() {
+            return Err(ConfigError(
+                "tls.certificate: at least one [[tls.certificate]] is required".into(),
+            ));
+        }
+        let now = std::time::SystemTime::now();
+        let mut loaded = Vec::with_capacity(tls.certificates.len());
+        for (i, c) in tls.certificates.iter().enumerate() {
+            let cert = tls::load(&c.cert, &c.key)
+                .map_err(|e| ConfigError(format!("tls.certificate[{i}]: {e}")))?;
+            if cert.not_after.is_some_and(|t| t < now) {
+                warnings.push(format!(
+                    "tls.certificate[{i}]: {} has expired",
+                    c.cert.display()
+                ));
+            }
+            loaded.push(cert);
+        }
+        let server = tls::server_config(&loaded, tls.min_version)
+            .map_err(|e| ConfigError(format!("tls: {e}")))?;
+        Ok(Some(TlsServer {
+            server,
+            certificates: loaded,
+        }))
     }
 }
 

@@ -42,6 +42,52 @@ pub struct RawConfig {
     /// Logging switches.
     #[serde(default)]
     pub log: Log,
+    /// HTTPS termination; absent: plain HTTP only.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]` (spec §9).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address every worker's TLS listener binds (with `SO_REUSEPORT`).
+    #[serde(deserialize_with = "de_address")]
+    pub listen: SocketAddr,
+    /// The plain listener answers every request with a 308 to `https://`.
+    #[serde(default)]
+    pub redirect_http: bool,
+    /// The oldest protocol version accepted.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// Connections to the TLS listener start with a PROXY protocol header.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Certificate chains and keys; the first is the default.
+    #[serde(rename = "certificate", default)]
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// A TLS protocol version (`"1.2"` or `"1.3"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[serde(rename = "1.2")]
+    #[default]
+    V1_2,
+    /// TLS 1.3.
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+/// One `[[tls.certificate]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM file: the leaf certificate first, then intermediates.
+    pub cert: std::path::PathBuf,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 /// `[server]`.
@@ -319,6 +365,7 @@ impl RawConfig {
                 .collect(),
             admin: None,
             log: Log::default(),
+            tls: None,
         }
     }
 }

@@ -125,6 +125,8 @@ pub struct RequestContext<'a> {
     pub max_body: Option<u64>,
     /// Lower-case header name whose value `consistent_hash` hashes.
     pub hash_header: Option<&'a str>,
+    /// The client connected over TLS: `X-Forwarded-Proto: https`.
+    pub tls: bool,
 }
 
 /// Parses the head `input[..head_len]` (found by [`super::find_head_end`]) and appends
@@ -208,7 +210,8 @@ pub fn parse(
             out.extend(b", ");
         }
     }
-    let _ = write!(out, "{}\r\nX-Forwarded-Proto: http\r\n", ctx.client);
+    let proto = if ctx.tls { "https" } else { "http" };
+    let _ = write!(out, "{}\r\nX-Forwarded-Proto: {proto}\r\n", ctx.client);
     match framing {
         Framing::Length(n) => {
             out.extend(b"Content-Length: ");
@@ -421,6 +424,7 @@ mod tests {
             max_headers: 100,
             max_body: Some(1000),
             hash_header: Some("x-user"),
+            tls: false,
         }
     }
 
@@ -625,6 +629,7 @@ mod props {
             max_headers: 8,
             max_body: Some(1000),
             hash_header: Some("x-a"),
+            tls: false,
         };
         let mut pool = BufPool::new(64, 1);
         let mut out = Buffer::default();

@@ -1,5 +1,5 @@
-//! The client side of a session: its socket, what is known of it, and the four byte
-//! queues an exchange moves bytes through.
+//! The client side of a session: its socket and transport (plain, or TLS), what is known
+//! of it, and the four byte queues an exchange moves bytes through.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -9,6 +9,18 @@ use mio::net::TcpStream;
 use super::Env;
 use crate::buffer::Buffer;
 use crate::net::{Edges, Io, Peer};
+#[cfg(feature = "tls")]
+use crate::tls::TlsConn;
+
+/// How bytes cross the client socket. The session reads and writes plaintext either way.
+#[derive(Debug)]
+pub enum Transport {
+    /// The socket carries HTTP as is.
+    Plain,
+    /// The socket carries TLS; boxed so plain sessions do not carry its size.
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsConn>),
+}
 
 /// One client connection's socket and buffers.
 ///
@@ -19,6 +31,8 @@ use crate::net::{Edges, Io, Peer};
 pub struct Conn {
     /// The client socket.
     pub client: TcpStream,
+    /// Plain or TLS.
+    pub transport: Transport,
     /// The client's address.
     pub addr: SocketAddr,
     /// The local address it connected to.
@@ -41,9 +55,16 @@ pub struct Conn {
 
 impl Conn {
     /// A freshly accepted connection.
-    pub fn new(client: TcpStream, addr: SocketAddr, local: SocketAddr, now: Instant) -> Conn {
+    pub fn new(
+        client: TcpStream,
+        transport: Transport,
+        addr: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Conn {
         Conn {
             client,
+            transport,
             addr,
             local,
             edges: Edges::default(),
@@ -59,7 +80,12 @@ impl Conn {
     /// Reads once from the client into the free tail of `client_in` (which has room),
     /// noting an end in `peer`.
     pub fn read(&mut self) -> Io {
-        let io = self.edges.read(&mut self.client, self.client_in.spare());
+        let spare = self.client_in.spare();
+        let io = match &mut self.transport {
+            Transport::Plain => self.edges.read(&mut self.client, spare),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.read(&mut self.client, &mut self.edges, spare),
+        };
         match io {
             Io::Progress(n) => self.client_in.commit(n),
             Io::Closed => self.peer = Peer::HalfClosed,
@@ -71,7 +97,12 @@ impl Conn {
 
     /// Writes once from `client_out` (not empty) to the client.
     pub fn write(&mut self) -> Io {
-        let io = self.edges.write(&mut self.client, self.client_out.data());
+        let data = self.client_out.data();
+        let io = match &mut self.transport {
+            Transport::Plain => self.edges.write(&mut self.client, data),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.write(&mut self.client, &mut self.edges, data),
+        };
         match io {
             Io::Progress(n) => {
                 self.client_out.advance(n);
@@ -86,9 +117,75 @@ impl Conn {
         io
     }
 
+    /// Writes what the transport itself has queued (TLS records: handshake, alerts,
+    /// encrypted responses); `WouldBlock` when there is nothing or no room.
+    pub fn flush(&mut self) -> Io {
+        let io = match &mut self.transport {
+            Transport::Plain => Io::WouldBlock,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.flush(&mut self.client, &mut self.edges),
+        };
+        if let Io::Closed | Io::Failed(_) = io {
+            self.peer = Peer::Broken;
+        }
+        io
+    }
+
+    /// Input is waiting inside the transport even without a readable edge (decrypted
+    /// bytes that did not fit `client_in` last time).
+    pub fn has_pending_input(&mut self) -> bool {
+        match &mut self.transport {
+            Transport::Plain => false,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.has_plaintext(),
+        }
+    }
+
+    /// The transport has bytes of its own to send.
+    pub fn wants_write(&self) -> bool {
+        match &self.transport {
+            Transport::Plain => false,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.wants_write(),
+        }
+    }
+
+    /// Ends the transport's own stream before the write side is shut (TLS:
+    /// `close_notify`, queued for [`Conn::flush`]).
+    pub fn close_transport(&mut self) {
+        match &mut self.transport {
+            Transport::Plain => {}
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.close_notify(),
+        }
+    }
+
+    /// A TLS handshake outcome not yet counted (see [`TlsConn::take_handshake`]).
+    pub fn take_handshake(&mut self) -> Option<bool> {
+        match &mut self.transport {
+            Transport::Plain => None,
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => tls.take_handshake(),
+        }
+    }
+
+    /// The access log's `tls=` and `sni=` values (`-` for plain or unknown).
+    pub fn tls_info(&self) -> (&'static str, Option<&str>) {
+        match &self.transport {
+            Transport::Plain => ("-", None),
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => (tls.version(), tls.sni()),
+        }
+    }
+
+    /// The client connected over TLS.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self.transport, Transport::Plain)
+    }
+
     /// A response is waiting for the client to make room.
     pub fn is_blocked_on_client(&self) -> bool {
-        !self.client_out.is_empty() && !self.edges.writable
+        (!self.client_out.is_empty() || self.wants_write()) && !self.edges.writable
     }
 
     /// Drops pending bytes and returns all four buffers' storage to the pools.

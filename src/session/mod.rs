@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-pub use conn::Conn;
+pub use conn::{Conn, Transport};
 pub use env::Env;
 use exchange::{Exchange, Outcome};
 
@@ -66,14 +66,21 @@ impl std::ops::BitOr for Progress {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 enum Phase {
-    /// Between requests: nothing of the next head has arrived. The deadline is
-    /// `client_header` from accept on a new connection, `client_idle` after a response;
-    /// passing it closes the connection without an answer.
+    /// A new connection: nothing of its first head has arrived (a TLS handshake may be
+    /// under way). The first head is due `client_header` after accept; passing it with
+    /// no byte closes the connection without an answer.
+    Fresh {
+        /// Accept + `client_header`.
+        deadline: Instant,
+    },
+    /// Between keep-alive requests: nothing of the next head has arrived; passing
+    /// `client_idle` closes the connection without an answer.
     Idle {
         /// When waiting ends.
         deadline: Instant,
     },
-    /// Part of a request head has arrived; the rest is due by `client_header`.
+    /// Part of a request head has arrived; the rest is due by `client_header` (from
+    /// accept for the first request, from its first byte for later ones).
     Head {
         /// When a 408 answers the incomplete head.
         deadline: Instant,
@@ -133,15 +140,26 @@ pub struct Session {
 
 impl Session {
     /// A freshly accepted connection, waiting for its first head.
-    pub fn new(client: TcpStream, addr: SocketAddr, local: SocketAddr, env: &Env) -> Session {
+    pub fn new(
+        client: TcpStream,
+        transport: Transport,
+        addr: SocketAddr,
+        local: SocketAddr,
+        env: &Env,
+    ) -> Session {
         let deadline = env.now + env.config().timeouts.client_header;
         Session {
-            conn: Conn::new(client, addr, local, env.now),
-            phase: Phase::Idle { deadline },
+            conn: Conn::new(client, transport, addr, local, env.now),
+            phase: Phase::Fresh { deadline },
             deadline,
             armed: None,
             scheduled: false,
         }
+    }
+
+    /// The client connected over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.conn.is_tls()
     }
 
     /// The client socket, for (de)registration.
@@ -156,7 +174,7 @@ impl Session {
 
     /// True when idle between requests with nothing pending (closed first at shutdown).
     pub fn is_idle(&self) -> bool {
-        matches!(self.phase, Phase::Idle { .. })
+        matches!(self.phase, Phase::Fresh { .. } | Phase::Idle { .. })
             && self.conn.client_in.is_empty()
             && self.conn.client_out.is_empty()
     }
@@ -184,7 +202,7 @@ impl Session {
                 log::debug!("client={} header timeout", self.conn.addr);
                 self.refuse(Fault::HeaderTimeout, None, env);
             }
-            Phase::Idle { .. } | Phase::Head { .. } => {
+            Phase::Fresh { .. } | Phase::Idle { .. } | Phase::Head { .. } => {
                 log::debug!("client={} idle timeout", self.conn.addr);
                 self.phase = Phase::Done;
             }
@@ -219,7 +237,7 @@ impl Session {
 
     fn step(&mut self, sid: usize, env: &mut Env) -> Progress {
         match &mut self.phase {
-            Phase::Idle { .. } | Phase::Head { .. } => self.step_head(env),
+            Phase::Fresh { .. } | Phase::Idle { .. } | Phase::Head { .. } => self.step_head(env),
             Phase::Exchange(x) => {
                 let outcome = x.step(sid, &mut self.conn, env);
                 self.apply(outcome, env)
@@ -228,10 +246,21 @@ impl Session {
                 deadline,
                 discarded,
             } => {
-                if !self.conn.client_out.is_empty() && self.conn.peer != Peer::Broken {
-                    return Progress::Idle;
+                let conn = &mut self.conn;
+                if conn.peer != Peer::Broken {
+                    if !conn.client_out.is_empty() {
+                        return Progress::Idle;
+                    }
+                    // The transport's own end (TLS close_notify) leaves before the FIN.
+                    conn.close_transport();
+                    if conn.wants_write() {
+                        conn.flush();
+                        if conn.wants_write() && conn.peer != Peer::Broken {
+                            return Progress::Idle;
+                        }
+                    }
                 }
-                let _ = self.conn.client.shutdown(Shutdown::Write);
+                let _ = conn.client.shutdown(Shutdown::Write);
                 self.phase = Phase::Lingering {
                     deadline: (*deadline).min(env.now + LINGER),
                     discarded: *discarded,
@@ -287,6 +316,7 @@ impl Session {
         env.shared.unrouted.record(canned.status(), Duration::ZERO);
         if let Some(log) = env.access_log() {
             let request = info.unwrap_or_default();
+            let (tls, sni) = self.conn.tls_info();
             let entry = access::Entry {
                 client: self.conn.addr.ip(),
                 request: &request,
@@ -295,6 +325,8 @@ impl Session {
                 upstream: None,
                 upstream_status: None,
                 duration: 0.0,
+                tls,
+                sni,
                 retries: 0,
                 reason: answer.reason,
             };
@@ -314,7 +346,7 @@ impl Session {
         }
         let scanned = match self.phase {
             Phase::Head { scanned, .. } => scanned,
-            _ => {
+            Phase::Fresh { deadline } | Phase::Idle { deadline } => {
                 // RFC 9112 §2.2: ignore empty lines before a request line.
                 let blank = conn
                     .client_in
@@ -331,12 +363,18 @@ impl Session {
                     }
                     return Progress::Idle;
                 }
+                // The first head is due from accept; a later one from its first byte.
+                let deadline = match self.phase {
+                    Phase::Fresh { .. } => deadline,
+                    _ => env.now + env.config().timeouts.client_header,
+                };
                 self.phase = Phase::Head {
-                    deadline: env.now + env.config().timeouts.client_header,
+                    deadline,
                     scanned: 0,
                 };
                 0
             }
+            _ => return Progress::Idle,
         };
         let limits = env.config().limits;
         let data = conn.client_in.data();
@@ -374,6 +412,7 @@ impl Session {
             max_headers: limits.headers,
             max_body: limits.body_bytes,
             hash_header,
+            tls: conn.is_tls(),
         };
         match http::request::parse(&data[..end], &ctx, &mut conn.upstream_out) {
             Ok(head) => {
@@ -395,7 +434,7 @@ impl Session {
 
     fn read_client(&mut self, env: &mut Env) -> Progress {
         let conn = &mut self.conn;
-        if !conn.edges.readable || conn.peer.is_eof() {
+        if conn.peer.is_eof() || !(conn.edges.readable || conn.has_pending_input()) {
             return Progress::Idle;
         }
         conn.client_in.ensure(&mut env.bufs);
@@ -408,7 +447,11 @@ impl Session {
                 return Progress::Idle; // backpressure: the client waits until we consume
             }
         }
-        match conn.read() {
+        let io = conn.read();
+        if let Some(ok) = conn.take_handshake() {
+            env.stats.record_handshake(ok);
+        }
+        match io {
             Io::Progress(n) => {
                 conn.last_client_io = env.now;
                 env.stats.client_in += n as u64;
@@ -432,10 +475,21 @@ impl Session {
 
     fn write_client(&mut self, env: &mut Env) -> Progress {
         let conn = &mut self.conn;
-        if !conn.edges.writable || conn.client_out.is_empty() || conn.peer == Peer::Broken {
+        if !conn.edges.writable || conn.peer == Peer::Broken {
             return Progress::Idle;
         }
-        match conn.write() {
+        let io = if !conn.client_out.is_empty() {
+            conn.write()
+        } else if conn.wants_write() {
+            match conn.flush() {
+                // Transport bytes only (a handshake, an alert): no response bytes moved.
+                Io::Progress(_) => return Progress::Moved,
+                io => io,
+            }
+        } else {
+            return Progress::Idle;
+        };
+        match io {
             Io::Progress(n) => {
                 conn.last_client_io = env.now;
                 env.stats.client_out += n as u64;
@@ -462,10 +516,14 @@ impl Session {
     fn settle(&mut self, env: &mut Env) {
         let conn = &mut self.conn;
         self.deadline = match &self.phase {
-            Phase::Idle { .. } | Phase::Head { .. } if !conn.client_out.is_empty() => {
+            Phase::Fresh { .. } | Phase::Idle { .. } | Phase::Head { .. }
+                if !conn.client_out.is_empty() =>
+            {
                 conn.last_client_io + env.config().timeouts.client_io
             }
-            Phase::Idle { deadline } | Phase::Head { deadline, .. } => *deadline,
+            Phase::Fresh { deadline } | Phase::Idle { deadline } | Phase::Head { deadline, .. } => {
+                *deadline
+            }
             Phase::Exchange(x) => x.deadline(conn, env),
             Phase::Flushing { deadline, .. } | Phase::Lingering { deadline, .. } => *deadline,
             Phase::Done => env.now,

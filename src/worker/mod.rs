@@ -3,31 +3,29 @@
 //! heap. Its loop is a dispatcher: poll, handle events, drive ready sessions, expire
 //! deadlines. Nothing here sleeps or blocks.
 
+mod listen;
+
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll};
 use slab::Slab;
 
 use crate::buffer::BufPool;
 use crate::control::{HealthMsg, Mailbox, WorkerMsg};
-use crate::net;
-use crate::session::{Drive, Env, Session};
+use crate::session::{Drive, Env, Session, Transport};
 use crate::snapshot::{Generations, Snapshot};
 use crate::stats::{LocalStats, Shared};
 use crate::timer::Timers;
 use crate::token::{self, Target};
 use crate::upstream::Upstreams;
+use listen::{Accepted, Listeners, Protocol};
 
 /// Most connections accepted per wake before serving others.
 const ACCEPT_BATCH: usize = 64;
-/// How long accepting pauses after `EMFILE` and friends, or at `max_connections`.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// Events taken per poll.
 const EVENTS: usize = 1024;
 /// Spare buffers a worker keeps for reuse: four per exchange for 256 concurrent exchanges
@@ -47,6 +45,8 @@ pub struct WorkerSetup {
     pub id: usize,
     /// The bound, listening socket.
     pub listener: std::net::TcpListener,
+    /// The bound TLS listening socket, with `[tls]`.
+    pub tls_listener: Option<std::net::TcpListener>,
     /// The poll the waker was made from.
     pub poll: Poll,
     /// Control messages.
@@ -65,8 +65,7 @@ pub struct WorkerSetup {
 pub struct Worker {
     id: usize,
     poll: Poll,
-    listener: Option<TcpListener>,
-    local: SocketAddr,
+    listeners: Listeners,
     sessions: Slab<Session>,
     /// Session deadlines, by session slab index.
     timers: Timers<usize>,
@@ -76,11 +75,6 @@ pub struct Worker {
     ready: Vec<usize>,
     /// Spare list swapped with `ready` while driving.
     driving: Vec<usize>,
-    /// The listener may have connections waiting.
-    accept_ready: bool,
-    accept_paused_until: Option<Instant>,
-    /// Accepting hit a resource limit (EMFILE, ...) and has not succeeded since.
-    accept_starved: bool,
     shutdown_deadline: Option<Instant>,
 }
 
@@ -90,6 +84,7 @@ impl Worker {
         let WorkerSetup {
             id,
             listener,
+            tls_listener,
             poll,
             control,
             snapshot,
@@ -97,11 +92,7 @@ impl Worker {
             health,
             access_log,
         } = setup;
-        listener.set_nonblocking(true)?;
-        let local = listener.local_addr()?;
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, token::LISTENER, Interest::READABLE)?;
+        let listeners = Listeners::new(poll.registry(), listener, tls_listener)?;
         let size = BUFFER_SIZE.max(snapshot.config.limits.head_bytes);
         Ok(Worker {
             id,
@@ -123,15 +114,11 @@ impl Worker {
                 access_log,
             },
             poll,
-            listener: Some(listener),
-            local,
+            listeners,
             sessions: Slab::new(),
             control,
             ready: Vec::new(),
             driving: Vec::new(),
-            accept_ready: true,
-            accept_paused_until: None,
-            accept_starved: false,
             shutdown_deadline: None,
         })
     }
@@ -160,7 +147,7 @@ impl Worker {
                 let writable = event.is_writable() || event.is_write_closed() || event.is_error();
                 self.dispatch(token::classify(event.token()), readable, writable, closed);
             }
-            if self.accept_ready {
+            if self.listeners.is_ready() || self.listeners.paused_until().is_some() {
                 self.accept();
             }
             self.run_ready();
@@ -186,7 +173,7 @@ impl Worker {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
-        if !self.ready.is_empty() || (self.accept_ready && self.accept_paused_until.is_none()) {
+        if !self.ready.is_empty() || self.listeners.is_ready() {
             return Some(Duration::ZERO);
         }
         let mut timeout = self.timers.next_timeout(now);
@@ -197,7 +184,7 @@ impl Worker {
             }
         };
         consider(self.env.upstreams.next_timeout(now).map(|d| now + d));
-        consider(self.accept_paused_until);
+        consider(self.listeners.paused_until());
         consider(self.shutdown_deadline);
         // mio rounds a timeout up to whole milliseconds, so a deadline is never missed.
         timeout
@@ -205,7 +192,8 @@ impl Worker {
 
     fn dispatch(&mut self, target: Target, readable: bool, writable: bool, closed: bool) {
         match target {
-            Target::Listener => self.accept_ready = true,
+            Target::Listener => self.listeners.on_event(Protocol::Http),
+            Target::TlsListener => self.listeners.on_event(Protocol::Https),
             Target::Waker => self.handle_control(),
             Target::Session(sid) => {
                 if let Some(s) = self.sessions.get_mut(sid) {
@@ -224,61 +212,30 @@ impl Worker {
     }
 
     fn accept(&mut self) {
-        if let Some(until) = self.accept_paused_until {
-            if self.env.now < until {
-                return;
-            }
-            self.accept_paused_until = None;
-        }
         let max = self.env.config().server.max_connections;
         for _ in 0..ACCEPT_BATCH {
-            let Some(listener) = &self.listener else {
-                self.accept_ready = false;
+            let open = &self.env.shared.open_connections;
+            let Some(accepted) = self.listeners.accept(self.env.now, open, max, self.id) else {
                 return;
             };
-            // Reserve a slot before accepting, so workers accepting at the same moment
-            // cannot exceed the limit together.
-            let open = &self.env.shared.open_connections;
-            if open.fetch_add(1, Ordering::Relaxed) >= max {
-                open.fetch_sub(1, Ordering::Relaxed);
-                self.accept_paused_until = Some(self.env.now + ACCEPT_PAUSE);
-                return;
-            }
-            let accepted = listener.accept();
-            if accepted.is_err() {
-                open.fetch_sub(1, Ordering::Relaxed);
-            }
-            match accepted {
-                Ok((stream, peer)) => {
-                    if self.accept_starved {
-                        self.accept_starved = false;
-                        log::info!("worker={} accepting again", self.id);
-                    }
-                    self.add_session(stream, peer);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_ready = false;
-                    return;
-                }
-                Err(e) if net::is_resource_exhaustion(&e) => {
-                    // Once per episode: the pause repeats every ACCEPT_PAUSE until it clears.
-                    if !self.accept_starved {
-                        self.accept_starved = true;
-                        log::warn!("worker={} accept paused: {e}", self.id);
-                    }
-                    self.accept_paused_until = Some(self.env.now + ACCEPT_PAUSE);
-                    return;
-                }
-                // ECONNABORTED and the like concern one connection only.
-                Err(e) => log::debug!("worker={} accept failed: {e}", self.id),
-            }
+            self.add_session(accepted);
         }
     }
 
     /// Registers an accepted connection (its `open_connections` slot is already taken).
-    fn add_session(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn add_session(&mut self, accepted: Accepted) {
+        let Accepted {
+            mut stream,
+            peer,
+            local,
+            protocol,
+        } = accepted;
+        let shared = &self.env.shared;
+        let Some(transport) = self.transport(protocol) else {
+            shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(self.local);
         let entry = self.sessions.vacant_entry();
         let sid = entry.key();
         if let Err(e) = self.poll.registry().register(
@@ -287,19 +244,37 @@ impl Worker {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             log::warn!("worker={} cannot register client: {e}", self.id);
-            self.env
-                .shared
-                .open_connections
-                .fetch_sub(1, Ordering::Relaxed);
+            shared.open_connections.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let mut session = Session::new(stream, peer, local, &self.env);
+        if protocol == Protocol::Https {
+            shared.tls_connections.fetch_add(1, Ordering::Relaxed);
+        }
+        shared.connections_total.fetch_add(1, Ordering::Relaxed);
+        let mut session = Session::new(stream, transport, peer, local, &self.env);
         self.timers.arm(sid, session.deadline, &mut session.armed);
         entry.insert(session);
-        self.env
-            .shared
-            .connections_total
-            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The transport for a connection accepted on a `protocol` listener; `None` when the
+    /// snapshot in force has no TLS to offer (a reload removed `[tls]`).
+    fn transport(&self, protocol: Protocol) -> Option<Transport> {
+        match protocol {
+            Protocol::Http => Some(Transport::Plain),
+            #[cfg(feature = "tls")]
+            Protocol::Https => {
+                let server = &self.env.config().tls_server()?.server;
+                match crate::tls::TlsConn::new(server) {
+                    Ok(tls) => Some(Transport::Tls(Box::new(tls))),
+                    Err(e) => {
+                        log::warn!("worker={} tls: {e}", self.id);
+                        None
+                    }
+                }
+            }
+            #[cfg(not(feature = "tls"))]
+            Protocol::Https => None,
+        }
     }
 
     fn run_ready(&mut self) {
@@ -355,15 +330,13 @@ impl Worker {
         let mut s = self.sessions.remove(sid);
         s.close(&mut self.env);
         let _ = self.poll.registry().deregister(s.client());
-        self.env
-            .shared
-            .open_connections
-            .fetch_sub(1, Ordering::Relaxed);
-        if self.accept_paused_until.is_some() && self.listener.is_some() {
-            // A slot freed up: try accepting again now rather than after the pause.
-            self.accept_paused_until = None;
-            self.accept_ready = true;
+        let shared = &self.env.shared;
+        shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+        if s.is_tls() {
+            shared.tls_connections.fetch_sub(1, Ordering::Relaxed);
         }
+        // A slot freed up: try accepting again now rather than after a pause.
+        self.listeners.slot_freed();
     }
 
     fn handle_control(&mut self) {
@@ -390,10 +363,7 @@ impl Worker {
         }
         self.shutdown_deadline = Some(deadline);
         self.env.shutting_down = true;
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
-        self.accept_ready = false;
+        self.listeners.close(self.poll.registry());
         self.env.upstreams.shut_down();
         let idle: Vec<usize> = self
             .sessions

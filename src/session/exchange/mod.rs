@@ -395,6 +395,7 @@ impl Exchange {
             None => env.shared.unrouted.record(status, duration),
         }
         if let (Some(log), Some(request)) = (env.access_log(), &self.access) {
+            let (tls, sni) = conn.tls_info();
             let entry = access::Entry {
                 client: conn.addr.ip(),
                 request,
@@ -403,6 +404,8 @@ impl Exchange {
                 upstream: backend.map(|b| b.address),
                 upstream_status,
                 duration: duration.as_secs_f64(),
+                tls,
+                sni,
                 retries: self.tries.retries,
                 reason,
             };

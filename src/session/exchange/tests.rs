@@ -83,7 +83,7 @@ impl Rig {
             health: None,
             access_log: None,
         };
-        let mut conn = Conn::new(stream, addr, local, now);
+        let mut conn = Conn::new(stream, crate::session::Transport::Plain, addr, local, now);
         conn.client_in.ensure(&mut BufPool::new(16 * 1024, 1));
         Rig {
             poll,
@@ -105,6 +105,7 @@ impl Rig {
             max_headers: 100,
             max_body: None,
             hash_header: None,
+            tls: false,
         };
         let req = request::parse(head, &ctx, &mut self.conn.upstream_out).unwrap();
         Exchange::new(req, None, &mut self.conn, &mut self.env)
