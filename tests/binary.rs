@@ -14,6 +14,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_lbd");
 pub struct Lbd {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The TLS listener's address, when the config has `[tls]`.
+    pub tls_addr: Option<SocketAddr>,
     _dir: TempDir,
 }
 
@@ -67,20 +69,26 @@ impl Lbd {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening addr=").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap().to_string();
-                    let _ = tx.send(addr);
+                for (key, tls) in [("listening addr=", false), ("listening tls addr=", true)] {
+                    if let Some(rest) = line.split(key).nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap().to_string();
+                        let _ = tx.send((tls, addr));
+                    }
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("lbd logs its address")
-            .parse()
-            .unwrap();
+        let next = || {
+            let (tls, addr) = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("lbd logs its address");
+            (tls, addr.parse::<SocketAddr>().unwrap())
+        };
+        let (_, addr) = next();
+        let tls_addr = config.contains("[tls]").then(|| next().1);
         Lbd {
             child,
             addr,
+            tls_addr,
             _dir: dir,
         }
     }

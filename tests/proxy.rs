@@ -117,7 +117,7 @@ fn ten_mib_request_body_arrives_intact() {
 }
 
 /// A backend that streams `len` payload bytes, framed as asked.
-fn streaming_backend(len: usize) -> TestBackend {
+pub fn streaming_backend(len: usize) -> TestBackend {
     TestBackend::start(move |req| {
         let chunked = req.target.contains("chunked");
         let close = req.target.contains("close");
@@ -155,7 +155,7 @@ fn streaming_backend(len: usize) -> TestBackend {
     })
 }
 
-fn expected_checksum(len: usize) -> u64 {
+pub fn expected_checksum(len: usize) -> u64 {
     let mut h = CHECKSUM_SEED;
     let mut block = Vec::with_capacity(1 << 20);
     let mut i = 0;

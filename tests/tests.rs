@@ -11,3 +11,5 @@ mod failover;
 mod hardening;
 mod ops;
 mod proxy;
+#[cfg(feature = "tls")]
+mod tls;

@@ -438,43 +438,7 @@ impl Client {
     }
 
     pub fn try_response(&mut self, head_request: bool) -> io::Result<Resp> {
-        loop {
-            let mut resp = Resp::default();
-            let mut line = String::new();
-            if self.reader.read_line(&mut line)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "closed before a response",
-                ));
-            }
-            resp.raw_head.push_str(&line);
-            let mut parts = line.trim_end().splitn(3, ' ');
-            resp.version = parts.next().unwrap_or("").to_string();
-            resp.status = parts.next().unwrap_or("0").parse().unwrap_or(0);
-            loop {
-                line.clear();
-                if self.reader.read_line(&mut line)? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "closed mid-head",
-                    ));
-                }
-                resp.raw_head.push_str(&line);
-                let l = line.trim_end_matches(['\r', '\n']);
-                if l.is_empty() {
-                    break;
-                }
-                let (n, v) = l.split_once(':').expect("header line");
-                resp.headers.push((n.to_string(), v.trim().to_string()));
-            }
-            if (100..200).contains(&resp.status) {
-                continue;
-            }
-            if !head_request && resp.status != 204 && resp.status != 304 {
-                resp.body = read_body(&mut self.reader, &resp.headers, true)?;
-            }
-            return Ok(resp);
-        }
+        read_response(&mut self.reader, head_request)
     }
 
     /// True when the server closed the connection (EOF within the timeout).
@@ -485,6 +449,47 @@ impl Client {
 
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// Reads one response (interim ones skipped); `head_request` means no body follows.
+pub fn read_response(reader: &mut impl BufRead, head_request: bool) -> io::Result<Resp> {
+    loop {
+        let mut resp = Resp::default();
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before a response",
+            ));
+        }
+        resp.raw_head.push_str(&line);
+        let mut parts = line.trim_end().splitn(3, ' ');
+        resp.version = parts.next().unwrap_or("").to_string();
+        resp.status = parts.next().unwrap_or("0").parse().unwrap_or(0);
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed mid-head",
+                ));
+            }
+            resp.raw_head.push_str(&line);
+            let l = line.trim_end_matches(['\r', '\n']);
+            if l.is_empty() {
+                break;
+            }
+            let (n, v) = l.split_once(':').expect("header line");
+            resp.headers.push((n.to_string(), v.trim().to_string()));
+        }
+        if (100..200).contains(&resp.status) {
+            continue;
+        }
+        if !head_request && resp.status != 204 && resp.status != 304 {
+            resp.body = read_body(reader, &resp.headers, true)?;
+        }
+        return Ok(resp);
     }
 }
 
