@@ -166,13 +166,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Starts the writer thread; returns the sender workers log to.
-pub fn spawn_writer() -> std::io::Result<(Sender<String>, JoinHandle<()>)> {
-    let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-    let thread = std::thread::Builder::new()
+/// The channel workers send lines into; [`spawn_writer`] takes the receiving end.
+pub fn channel() -> (Sender<String>, Receiver<String>) {
+    crossbeam_channel::bounded(QUEUE)
+}
+
+/// Starts the writer thread on the receiving end of [`channel`]; it ends once every
+/// sender is gone.
+pub fn spawn_writer(rx: Receiver<String>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
         .name("lbd-access-log".into())
-        .spawn(move || write_lines(rx))?;
-    Ok((tx, thread))
+        .spawn(move || write_lines(rx))
 }
 
 /// Writes lines in batches: whatever is queued goes out in one write when the queue runs

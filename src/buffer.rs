@@ -6,7 +6,7 @@
 /// Invariants: `start <= end <= storage.len()`; storage is empty while released.
 /// Writers call [`Buffer::advance`] as bytes leave; nothing moves until [`Buffer::compact`]
 /// or [`Buffer::reset_if_empty`], so a request can be replayed from offset 0 while the
-/// exchange keeps it (see `Exchange::replayable`).
+/// exchange keeps it (see the exchange's `RequestBody.replayable`).
 #[derive(Debug, Default)]
 pub struct Buffer {
     storage: Vec<u8>,

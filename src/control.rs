@@ -1,5 +1,5 @@
 //! Every message that crosses threads, in one place, and [`Control`]: the state the
-//! supervisor, the signal handler and the admin thread share to change a running lbd
+//! supervisor (its main thread, which handles signals) and the admin thread share to change a running lbd
 //! (reload, backend admin states). Threads receive messages through a [`Mailbox`].
 
 use std::path::PathBuf;
@@ -34,7 +34,7 @@ pub enum WorkerMsg {
     },
 }
 
-/// Sent to the health thread (by workers, and by the supervisor).
+/// Sent to the health thread (by workers, by [`Control`], and by the `Server`).
 #[derive(Debug)]
 pub enum HealthMsg {
     /// Stop probing and exit.
@@ -166,6 +166,9 @@ impl Control {
         let _guard = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.snapshot();
         let config = config.keeping_restart_keys(&old.config);
+        for warning in config.warnings() {
+            log::warn!("config: {warning}");
+        }
         let snapshot = Arc::new(old.reload(config, Instant::now()));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&snapshot);
         for w in &self.workers {

@@ -65,12 +65,12 @@ impl Server {
             }
             None => ((0..workers).map(|_| None).collect(), None),
         };
-        let (access_tx, access_thread) = crate::access::spawn_writer()?;
+        let (access_tx, access_rx) = crate::access::channel();
         let health_poll = Poll::new()?;
         let (health_box, health_rx) =
             Mailbox::new(Waker::new(health_poll.registry(), token::HEALTH_WAKER)?);
         // Every worker is built before any thread starts, so a failure here leaves
-        // nothing running but the access-log writer (which ends with its senders).
+        // nothing running.
         let mut built = Vec::with_capacity(workers);
         let mut worker_boxes = Vec::with_capacity(workers);
         for (id, (listener, tls_listener)) in listeners.into_iter().zip(tls_listeners).enumerate() {
@@ -90,6 +90,7 @@ impl Server {
             worker_boxes.push(worker_box);
         }
         drop(access_tx);
+        let access_thread = crate::access::spawn_writer(access_rx)?;
         let checker = HealthChecker::new(
             health_poll,
             health_rx,

@@ -740,3 +740,43 @@ fn tls_metrics_are_exported() {
     assert!(metrics.contains("lbd_tls_connections 1"), "{metrics}");
     drop(c);
 }
+
+/// `redirect_http`: the plain listener answers every request with a 308 to the TLS
+/// listener (Host without its port, the TLS port, the target as sent), keeping the
+/// connection for body-less keep-alive requests; nothing reaches a backend over plain
+/// HTTP, and the TLS listener serves as usual.
+#[test]
+fn redirect_http_sends_plain_requests_to_https() {
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["localhost"]);
+    let backend = TestBackend::named("ok");
+    let text = toml(backend.addr, &[&leaf], "").replace("[tls]\n", "[tls]\nredirect_http = true\n");
+    let run = Running::start(&text);
+    let port = run.tls().port();
+    let mut c = Client::connect(run.server.local_addr());
+    let r = c.get("/a/b?c=1");
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://test:{port}/a/b?c=1").as_str())
+    );
+    c.send(b"GET /x HTTP/1.1\r\nHost: example.com:8080\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://example.com:{port}/x").as_str())
+    );
+    // A request with a body: redirected, then the connection closes (the body is unread).
+    c.send(b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc");
+    let r = c.response(false);
+    assert_eq!((r.status, r.header("connection")), (308, Some("close")));
+    assert!(c.is_closed_by_peer());
+    assert_eq!(
+        backend.request_count(),
+        0,
+        "plain requests never reach a backend"
+    );
+    let client = pki.client(&[&rustls::version::TLS13]);
+    let mut t = TlsClient::connect(run.tls(), "localhost", &client).unwrap();
+    assert_eq!(t.get("/").text(), "ok");
+}

@@ -107,6 +107,7 @@ impl Config {
         }
         raw.server.listen = running.server.listen;
         raw.server.workers = running.server.workers;
+        raw.admin.clone_from(&running.admin);
         if let (Some(new), Some(old)) = (&mut raw.tls, &running.tls) {
             new.listen = old.listen;
         }

@@ -127,7 +127,7 @@ pub struct Timeouts {
     /// A pooled upstream connection is closed after this long idle.
     #[serde(deserialize_with = "de_duration")]
     pub upstream_idle: Duration,
-    /// Drain deadline on SIGINT/SIGTERM.
+    /// Deadline for in-flight work once shutdown begins (SIGINT/SIGTERM).
     #[serde(deserialize_with = "de_duration")]
     pub shutdown: Duration,
 }

@@ -6,6 +6,7 @@
 pub mod body;
 pub mod canned;
 pub mod chunked;
+pub(crate) mod redirect;
 pub mod request;
 pub mod response;
 

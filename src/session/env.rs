@@ -37,6 +37,8 @@ pub struct Env {
     pub health: Option<Mailbox<HealthMsg>>,
     /// Where access-log lines go, when the access log is on.
     pub access_log: Option<Sender<String>>,
+    /// The port of this worker's TLS listener, with `[tls]` (for `redirect_http`).
+    pub tls_port: Option<u16>,
 }
 
 impl Env {
@@ -55,6 +57,15 @@ impl Env {
         self.access_log
             .as_ref()
             .filter(|_| self.config().log.access)
+    }
+
+    /// The TLS port a plain request is redirected to, when `tls.redirect_http` is on.
+    pub fn redirect_port(&self) -> Option<u16> {
+        self.config()
+            .tls
+            .as_ref()
+            .filter(|t| t.redirect_http)
+            .and(self.tls_port)
     }
 
     /// Reports a backend whose connects keep failing to the health thread.

@@ -22,7 +22,8 @@ use exchange::{Exchange, Outcome};
 use crate::access::{self, RequestInfo};
 use crate::config::HashKey;
 use crate::fault::Fault;
-use crate::http::{self, RequestError};
+use crate::http::request::RequestHead;
+use crate::http::{self, Framing, RequestError};
 use crate::net::{Io, Peer};
 
 /// Progress rounds per drive before yielding to other sessions (fairness); the worker
@@ -313,14 +314,28 @@ impl Session {
     fn refuse(&mut self, fault: Fault, info: Option<RequestInfo>, env: &mut Env) {
         let answer = fault.answer();
         let canned = answer.canned.expect("a refusal is answered");
-        env.shared.unrouted.record(canned.status(), Duration::ZERO);
+        self.record_answer(canned.status(), answer.reason, info, env);
+        self.conn.client_out.ensure(&mut env.big_bufs);
+        canned.write(&mut self.conn.client_out, true, false);
+        self.linger(env);
+    }
+
+    /// Counts (and access-logs) an answer lbd made without a backend.
+    fn record_answer(
+        &self,
+        status: u16,
+        reason: &'static str,
+        info: Option<RequestInfo>,
+        env: &mut Env,
+    ) {
+        env.shared.unrouted.record(status, Duration::ZERO);
         if let Some(log) = env.access_log() {
             let request = info.unwrap_or_default();
             let (tls, sni) = self.conn.tls_info();
             let entry = access::Entry {
                 client: self.conn.addr.ip(),
                 request: &request,
-                status: canned.status(),
+                status,
                 body_bytes: 0,
                 upstream: None,
                 upstream_status: None,
@@ -328,13 +343,40 @@ impl Session {
                 tls,
                 sni,
                 retries: 0,
-                reason: answer.reason,
+                reason,
             };
             let _ = log.try_send(access::format(&entry, std::time::SystemTime::now()));
         }
-        self.conn.client_out.ensure(&mut env.big_bufs);
-        canned.write(&mut self.conn.client_out, true, false);
-        self.linger(env);
+    }
+
+    /// `tls.redirect_http`: answers a plain request with a 308 to `https://` (the head
+    /// was accepted; a request body is not read, so the connection closes after it).
+    fn redirect(&mut self, head: &RequestHead, end: usize, tls_port: u16, env: &mut Env) {
+        let conn = &mut self.conn;
+        conn.upstream_out.clear();
+        let close = !head.keep_alive || head.framing != Framing::Empty || env.shutting_down;
+        conn.client_out.ensure(&mut env.big_bufs);
+        let data = conn.client_in.data();
+        let fallback = conn.local.ip().to_string();
+        http::redirect::write_308(
+            &data[..end],
+            tls_port,
+            &fallback,
+            close,
+            &mut conn.client_out,
+        );
+        let info = env
+            .access_log()
+            .map(|_| RequestInfo::from_head(&data[..end]));
+        conn.client_in.advance(head.head_len);
+        self.record_answer(308, "redirect", info, env);
+        if close {
+            self.linger(env);
+        } else {
+            self.phase = Phase::Idle {
+                deadline: env.now + env.config().timeouts.client_idle,
+            };
+        }
     }
 
     /// Waits for a whole request head, then starts its exchange (or refuses it).
@@ -415,6 +457,10 @@ impl Session {
             tls: conn.is_tls(),
         };
         match http::request::parse(&data[..end], &ctx, &mut conn.upstream_out) {
+            Ok(head) if !conn.is_tls() && env.redirect_port().is_some() => {
+                let port = env.redirect_port().expect("checked");
+                self.redirect(&head, end, port, env);
+            }
             Ok(head) => {
                 let access = env
                     .access_log()

@@ -80,6 +80,14 @@ impl Listeners {
         })
     }
 
+    /// The TLS listener's port, when there is one.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.list
+            .iter()
+            .find(|l| l.protocol == Protocol::Https)
+            .map(|l| l.local.port())
+    }
+
     /// A listener's readable event.
     pub fn on_event(&mut self, protocol: Protocol) {
         if let Some(l) = self.list.iter_mut().find(|l| l.protocol == protocol) {

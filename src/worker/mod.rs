@@ -112,6 +112,7 @@ impl Worker {
                 shutting_down: false,
                 health,
                 access_log,
+                tls_port: listeners.tls_port(),
             },
             poll,
             listeners,

@@ -13,7 +13,7 @@
 //!   Pick --> Connecting --> Sending --> Awaiting --> Relaying --> Ended    |
 //!    |  \__ pooled ________/   \___ final head early ___/                  |
 //!    +-> Reconnect (pooled connection failed: fresh connection)            |
-//!    +-> BackOff (connect retry delay) --> Pick                            |
+//!    +-> BackOff (connect retry delay) --> Connecting (a fresh connection)|
 //!   any failure before a response head -> policy ---------------------------+
 //! ```
 //!

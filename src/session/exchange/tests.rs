@@ -82,6 +82,7 @@ impl Rig {
             shutting_down: false,
             health: None,
             access_log: None,
+            tls_port: None,
         };
         let mut conn = Conn::new(stream, crate::session::Transport::Plain, addr, local, now);
         conn.client_in.ensure(&mut BufPool::new(16 * 1024, 1));
