@@ -17,7 +17,7 @@ use mio::net::TcpStream;
 
 pub use conn::{Conn, Transport};
 pub use env::Env;
-use exchange::{Exchange, Outcome};
+use exchange::{After, Exchange, Outcome};
 
 use crate::access::{self, RequestInfo};
 use crate::config::HashKey;
@@ -90,12 +90,14 @@ enum Phase {
     },
     /// One request/response in progress.
     Exchange(Exchange),
-    /// A final response is leaving; then the write side is shut.
+    /// A final response is leaving; then the connection ends as `ending` says.
     Flushing {
         /// Hard end of the flush (`client_io`).
         deadline: Instant,
         /// Input bytes discarded so far.
         discarded: usize,
+        /// A plain close, or a lingering one.
+        ending: Ending,
     },
     /// The write side is shut: unread input is discarded briefly, so the client reads the
     /// last response instead of a reset (spec §7.7).
@@ -107,6 +109,15 @@ enum Phase {
     },
     /// Finished: the worker removes the session.
     Done,
+}
+
+/// How a connection ends once its final answer is out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Close: everything the client sent was read, so its FIN loses nothing.
+    Close,
+    /// Shut the write side, then drain input briefly (spec §7.7).
+    Linger,
 }
 
 impl Phase {
@@ -246,6 +257,7 @@ impl Session {
             Phase::Flushing {
                 deadline,
                 discarded,
+                ending,
             } => {
                 let conn = &mut self.conn;
                 if conn.peer != Peer::Broken {
@@ -260,6 +272,10 @@ impl Session {
                             return Progress::Idle;
                         }
                     }
+                }
+                if *ending == Ending::Close {
+                    self.phase = Phase::Done;
+                    return Progress::Moved;
                 }
                 let _ = conn.client.shutdown(Shutdown::Write);
                 self.phase = Phase::Lingering {
@@ -283,13 +299,15 @@ impl Session {
     fn apply(&mut self, outcome: Outcome, env: &mut Env) -> Progress {
         match outcome {
             Outcome::Running(progress) => progress,
-            Outcome::Finished { keep_alive } => {
-                if keep_alive && !env.shutting_down && !self.conn.peer.is_eof() {
-                    self.phase = Phase::Idle {
-                        deadline: env.now + env.config().timeouts.client_idle,
-                    };
-                } else {
-                    self.linger(env);
+            Outcome::Finished(after) => {
+                match after {
+                    After::KeepAlive if !env.shutting_down && !self.conn.peer.is_eof() => {
+                        self.phase = Phase::Idle {
+                            deadline: env.now + env.config().timeouts.client_idle,
+                        };
+                    }
+                    After::KeepAlive | After::Close => self.end_after_flush(Ending::Close, env),
+                    After::Linger => self.end_after_flush(Ending::Linger, env),
                 }
                 Progress::Moved
             }
@@ -300,12 +318,14 @@ impl Session {
         }
     }
 
-    /// Flushes what is queued (within `client_io`), then shuts the write side and drains
-    /// input for at most `LINGER`, so the client reads the last response, not a reset.
-    fn linger(&mut self, env: &Env) {
+    /// Flushes what is queued (within `client_io`), then ends the connection: a plain
+    /// close, or (`Linger`) shuts the write side and drains input for at most `LINGER`,
+    /// so the client reads the last response, not a reset.
+    fn end_after_flush(&mut self, ending: Ending, env: &Env) {
         self.phase = Phase::Flushing {
             deadline: env.now + env.config().timeouts.client_io,
             discarded: 0,
+            ending,
         };
     }
 
@@ -317,7 +337,7 @@ impl Session {
         self.record_answer(canned.status(), answer.reason, info, env);
         self.conn.client_out.ensure(&mut env.big_bufs);
         canned.write(&mut self.conn.client_out, true, false);
-        self.linger(env);
+        self.end_after_flush(Ending::Linger, env);
     }
 
     /// Counts (and access-logs) an answer lbd made without a backend.
@@ -370,8 +390,10 @@ impl Session {
             .map(|_| RequestInfo::from_head(&data[..end]));
         conn.client_in.advance(head.head_len);
         self.record_answer(308, "redirect", info, env);
-        if close {
-            self.linger(env);
+        if head.framing != Framing::Empty {
+            self.end_after_flush(Ending::Linger, env);
+        } else if close {
+            self.end_after_flush(Ending::Close, env);
         } else {
             self.phase = Phase::Idle {
                 deadline: env.now + env.config().timeouts.client_idle,

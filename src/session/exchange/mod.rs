@@ -44,15 +44,26 @@ const MAX_INTERIM: u32 = 16;
 pub enum Outcome {
     /// Still running.
     Running(Progress),
-    /// The whole response (or lbd's answer) is queued in `client_out`.
-    Finished {
-        /// The client connection stays open for another request.
-        keep_alive: bool,
-    },
+    /// The whole response (or lbd's answer) is queued in `client_out`; then the client
+    /// connection goes on as `After` says.
+    Finished(After),
     /// The exchange ended without a complete response (cut after it began, or the
     /// client went away): the session closes the client connection now, so the client
     /// sees the truncation. Already recorded.
     Aborted,
+}
+
+/// What becomes of the client connection once an exchange's answer is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// It stays open for another request.
+    KeepAlive,
+    /// It closes once the answer is out: everything the client sent was read, so a plain
+    /// close (FIN) loses nothing.
+    Close,
+    /// It closes after the answer with a lingering close (spec §7.7): the write side is
+    /// shut and unread input drained briefly, so the client reads the answer, not a reset.
+    Linger,
 }
 
 /// Where the current attempt is.
@@ -345,14 +356,29 @@ impl Exchange {
             }
         };
         self.conclude(conn, env, canned.status(), answer.reason);
-        let keep_alive =
-            !answer.closes && self.req.keep_alive && self.body.dec.is_done() && !env.shutting_down;
+        let after = if answer.closes {
+            After::Linger
+        } else if self.req.keep_alive && self.body.dec.is_done() && !env.shutting_down {
+            After::KeepAlive
+        } else {
+            self.closing(conn)
+        };
         canned.write(
             &mut conn.client_out,
-            !keep_alive,
+            after != After::KeepAlive,
             self.req.method == Method::Head,
         );
-        Outcome::Finished { keep_alive }
+        Outcome::Finished(after)
+    }
+
+    /// How a client connection that does not stay open closes: plainly when all it sent
+    /// was read, lingering otherwise.
+    fn closing(&self, conn: &Conn) -> After {
+        if self.body.dec.is_done() && conn.client_in.is_empty() {
+            After::Close
+        } else {
+            After::Linger
+        }
     }
 
     /// Lets go of everything without answering: the session is closing the client

@@ -3,7 +3,7 @@
 //! re-framed. Each handler does what it can without blocking and says whether anything
 //! moved; a failure ends or retries the attempt.
 
-use super::{Attempt, Exchange, Flow, HeadWait, Outcome, Relay, Upload, MAX_INTERIM};
+use super::{After, Attempt, Exchange, Flow, HeadWait, Outcome, Relay, Upload, MAX_INTERIM};
 use crate::fault::Fault;
 use crate::http::body::{self, BodyError, Decoder, Encoder};
 use crate::http::find_head_end;
@@ -296,6 +296,10 @@ impl Exchange {
         self.conclude(conn, env, relay.head.status, "ok");
         let keep_alive =
             relay.head.client_keep_alive && self.body.dec.is_done() && upload != Upload::Abandoned;
-        Outcome::Finished { keep_alive }
+        Outcome::Finished(if keep_alive {
+            After::KeepAlive
+        } else {
+            self.closing(conn)
+        })
     }
 }

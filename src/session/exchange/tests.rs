@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
 
-use super::{Attempt, Exchange, Outcome, Upload};
+use super::{After, Attempt, Exchange, Outcome, Upload};
 use crate::buffer::BufPool;
 use crate::config::RawConfig;
 use crate::http::request::{self, RequestContext};
@@ -200,7 +200,7 @@ fn a_request_with_a_body_walks_every_state() {
     rig.step_until(&mut x, "relaying");
     backend.write_all(b"!!").unwrap();
     let outcome = rig.step_until(&mut x, "ended");
-    assert_eq!(outcome, Outcome::Finished { keep_alive: true });
+    assert_eq!(outcome, Outcome::Finished(After::KeepAlive));
     assert!(rig.conn.client_out.data().ends_with(b"ok!!"));
     assert_eq!(rig.env.snapshot().backends[0].idle_connections(), 1);
     assert_eq!(rig.env.snapshot().backends[0].load(), 0, "lease given back");
@@ -223,7 +223,7 @@ fn an_early_response_relays_while_the_request_goes_out() {
     rig.step_until(&mut x, "relaying+sending");
     backend.write_all(b"pe").unwrap();
     let outcome = rig.step_until(&mut x, "ended");
-    assert_eq!(outcome, Outcome::Finished { keep_alive: false });
+    assert_eq!(outcome, Outcome::Finished(After::Linger));
     assert_eq!(rig.env.snapshot().backends[0].idle_connections(), 0);
 }
 
@@ -242,7 +242,7 @@ fn refused_connects_back_off_then_give_up() {
     rig.step_until(&mut x, "back_off");
     rig.env.now += Duration::from_millis(5);
     let outcome = rig.step_until(&mut x, "ended");
-    assert_eq!(outcome, Outcome::Finished { keep_alive: true });
+    assert_eq!(outcome, Outcome::Finished(After::KeepAlive));
     assert!(rig.conn.client_out.data().starts_with(b"HTTP/1.1 503"));
     assert_eq!(x.tries.attempts.connects, 2);
     assert_eq!(x.tries.retries, 1);
@@ -278,7 +278,7 @@ fn a_dead_pooled_connection_reconnects() {
         .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
         .unwrap();
     let outcome = rig.step_until(&mut x, "ended");
-    assert_eq!(outcome, Outcome::Finished { keep_alive: true });
+    assert_eq!(outcome, Outcome::Finished(After::KeepAlive));
     assert!(rig.conn.client_out.data().starts_with(b"HTTP/1.1 204"));
 }
 
@@ -307,7 +307,7 @@ fn deadlines_follow_the_state() {
     );
     rig.env.now = due;
     let outcome = x.expire(&mut rig.conn, &mut rig.env);
-    assert_eq!(outcome, Outcome::Finished { keep_alive: true });
+    assert_eq!(outcome, Outcome::Finished(After::KeepAlive));
     assert!(rig.conn.client_out.data().starts_with(b"HTTP/1.1 504"));
     assert_eq!(x.attempt.name(), "ended");
 }
