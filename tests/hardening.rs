@@ -277,11 +277,38 @@ fn summary(req: &Req) -> String {
     line.trim_end().to_string()
 }
 
-fn run_request_case(addr: SocketAddr, backend: &TestBackend, case: &Case) {
+/// How a row's bytes are written: in one piece, or trickled in small pieces so lbd reads
+/// them at many split points (the answer must not depend on where reads end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    Whole,
+    Trickled,
+}
+
+/// Most writes a trickled row is cut into (a byte each for rows up to this long).
+const TRICKLE_PIECES: usize = 256;
+
+/// Writes `bytes` as `feed` says. A trickled write stops quietly at the first error: the
+/// peer may have answered and closed while the rest was still coming, which the row's
+/// checks then judge.
+fn feed(stream: &mut TcpStream, bytes: &[u8], feed: Feed) {
+    match feed {
+        Feed::Whole => stream.write_all(bytes).unwrap(),
+        Feed::Trickled => {
+            for piece in bytes.chunks(bytes.len().div_ceil(TRICKLE_PIECES).max(1)) {
+                if stream.write_all(piece).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn run_request_case(addr: SocketAddr, backend: &TestBackend, case: &Case, how: Feed) {
     let name = case.name;
     let before = backend.received().len();
     let mut c = Client::connect(addr);
-    c.send(&case.input);
+    feed(&mut c.stream, &case.input, how);
     if case.eof {
         c.shutdown_write();
     }
@@ -336,11 +363,15 @@ fn request_table() {
     let mut names = std::collections::HashSet::new();
     let failed: Vec<String> = cases
         .iter()
-        .filter(|case| {
+        .flat_map(|case| {
             assert!(names.insert(case.name), "duplicate name {}", case.name);
-            !passes(|| run_request_case(server.local_addr(), &backend, case))
+            [Feed::Whole, Feed::Trickled]
+                .into_iter()
+                .filter(|&how| {
+                    !passes(|| run_request_case(server.local_addr(), &backend, case, how))
+                })
+                .map(|how| format!("{} ({how:?})", case.name))
         })
-        .map(|case| case.name.to_string())
         .collect();
     eprintln!("request_table: {} cases", cases.len());
     assert!(failed.is_empty(), "failed rows: {failed:?}");
@@ -515,14 +546,24 @@ fn response_table() {
     let backend = {
         let (cases, verdicts, reset_now) = (cases.clone(), verdicts.clone(), reset_now.clone());
         TestBackend::start(move |req| {
-            let Some(i) = req.target.strip_prefix("/r/") else {
+            let Some(row) = req.target.strip_prefix("/r/") else {
                 return Reply::text("ok");
+            };
+            let (i, how) = match row.strip_suffix("/trickled") {
+                Some(i) => (i, Feed::Trickled),
+                None => (row, Feed::Whole),
             };
             let i: usize = i.parse().unwrap();
             let (bytes, then) = (cases[i].reply.clone(), cases[i].then);
             let (verdicts, reset_now) = (verdicts.clone(), reset_now.clone());
+            let target = req.target.clone();
             Reply::Custom(Box::new(move |s: &mut TcpStream| {
-                let _ = s.write_all(&bytes);
+                match how {
+                    Feed::Whole => {
+                        let _ = s.write_all(&bytes);
+                    }
+                    Feed::Trickled => feed(s, &bytes, how),
+                }
                 match then {
                     Then::Close => {}
                     Then::Reset => {
@@ -538,7 +579,12 @@ fn response_table() {
                             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => "closed",
                             Err(_) => "kept open",
                         };
-                        verdicts.lock().unwrap().entry(i).or_default().push(verdict);
+                        verdicts
+                            .lock()
+                            .unwrap()
+                            .entry(target)
+                            .or_default()
+                            .push(verdict);
                     }
                 }
             }))
@@ -548,28 +594,36 @@ fn response_table() {
     let addr = server.local_addr();
     let mut failed = Vec::new();
     for (i, case) in cases.iter().enumerate() {
-        if !passes(|| run_response_case(addr, i, case, &verdicts, &reset_now)) {
-            failed.push(case.name);
+        for how in [Feed::Whole, Feed::Trickled] {
+            if !passes(|| run_response_case(addr, i, case, how, &verdicts, &reset_now)) {
+                failed.push(format!("{} ({how:?})", case.name));
+            }
         }
     }
     eprintln!("response_table: {} cases", cases.len());
     assert!(failed.is_empty(), "failed rows: {failed:?}");
 }
 
-type Verdicts = Mutex<HashMap<usize, Vec<&'static str>>>;
+/// What each watched upstream connection saw after its response, by request target.
+type Verdicts = Mutex<HashMap<String, Vec<&'static str>>>;
 
 fn run_response_case(
     addr: SocketAddr,
     i: usize,
     case: &RespCase,
+    how: Feed,
     verdicts: &Verdicts,
     reset_now: &AtomicBool,
 ) {
     {
         let name = case.name;
         let head_request = case.method == "HEAD";
+        let target = match how {
+            Feed::Whole => format!("/r/{i}"),
+            Feed::Trickled => format!("/r/{i}/trickled"),
+        };
         let mut c = Client::connect(addr);
-        c.send(format!("{} /r/{i} HTTP/1.1\r\nHost: a\r\n\r\n", case.method).as_bytes());
+        c.send(format!("{} {target} HTTP/1.1\r\nHost: a\r\n\r\n", case.method).as_bytes());
         match case.want {
             Want::Canned(status) => {
                 let r = c.try_response(head_request).unwrap();
@@ -611,10 +665,13 @@ fn run_response_case(
         }
         if case.then == Then::Watch {
             assert!(
-                wait_until(IO_TIMEOUT, || verdicts.lock().unwrap().contains_key(&i)),
+                wait_until(IO_TIMEOUT, || verdicts
+                    .lock()
+                    .unwrap()
+                    .contains_key(&target)),
                 "{name}: no verdict"
             );
-            let seen = verdicts.lock().unwrap()[&i].clone();
+            let seen = verdicts.lock().unwrap()[&target].clone();
             assert!(
                 seen.iter().all(|v| *v == "closed"),
                 "{name}: upstream connection {seen:?}"
