@@ -8,6 +8,7 @@ pub mod canned;
 pub mod chunked;
 pub mod request;
 pub mod response;
+pub mod scan;
 
 pub use canned::Canned;
 pub use request::RequestError;
