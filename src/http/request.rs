@@ -127,9 +127,10 @@ pub struct RequestContext<'a> {
     pub hash_header: Option<&'a str>,
 }
 
-/// Parses the head `input[..head_len]` (found by [`super::find_head_end`]) and appends
-/// lbd's re-serialised upstream head to `out`. On error `out` may hold a partial head
-/// and must be cleared by the caller.
+/// Parses the head `input[..head_len]` (checked and found by [`super::scan::RequestScan`],
+/// which refuses what httparse leaves to lbd: bare LF, target bytes outside RFC 3986) and
+/// appends lbd's re-serialised upstream head to `out`. On error `out` may hold a partial
+/// head and must be cleared by the caller.
 pub fn parse(
     input: &[u8],
     ctx: &RequestContext<'_>,
@@ -548,14 +549,14 @@ mod tests {
     }
 }
 
-/// Properties over generated and arbitrary heads: the incremental head search (as a
-/// session runs it, resuming from what it already scanned) and the parse give the same
-/// answer for any split of the input as for the input in one piece; nothing panics.
+/// Properties over generated and arbitrary heads: the incremental head check (as a
+/// session runs it, resuming where it stopped) and the parse give the same answer for any
+/// split of the input as for the input in one piece; nothing panics.
 #[cfg(test)]
 mod props {
     use super::*;
     use crate::buffer::BufPool;
-    use crate::http::find_head_end;
+    use crate::http::scan::RequestScan;
     use proptest::prelude::*;
 
     /// Lines heads are assembled from: valid, borderline and hostile.
@@ -616,6 +617,7 @@ mod props {
         prop_oneof![assembled(), prop::collection::vec(any::<u8>(), 0..200)]
     }
 
+    /// Where the head ended (0 when the scan refused it) and the parse's answer.
     type Outcome = Option<(usize, Result<(RequestHead, Vec<u8>), RequestError>)>;
 
     fn parse_head(head: &[u8]) -> Result<(RequestHead, Vec<u8>), RequestError> {
@@ -632,15 +634,19 @@ mod props {
         parse(head, &ctx, &mut out).map(|h| (h, out.data().to_vec()))
     }
 
-    /// The session's way: search what has arrived, resume from there on the next read.
+    /// The session's way: check what has arrived, resume from there on the next read,
+    /// parse the head once it is complete.
     fn in_pieces(input: &[u8], splits: &[usize]) -> Outcome {
-        let mut scanned = 0;
+        let mut scan = RequestScan::default();
+        let mut arrived = 0;
         for end in splits.iter().copied().chain([input.len()]) {
-            let data = &input[..end.max(scanned)];
-            if let Some(head_end) = find_head_end(data, scanned) {
-                return Some((head_end, parse_head(&data[..head_end])));
+            arrived = arrived.max(end);
+            let data = &input[..arrived];
+            match scan.check(data) {
+                Ok(Some(head_end)) => return Some((head_end, parse_head(&data[..head_end]))),
+                Ok(None) => {}
+                Err(e) => return Some((0, Err(e))),
             }
-            scanned = data.len();
         }
         None
     }
@@ -660,9 +666,11 @@ mod props {
             // Byte by byte, the slowest trickle.
             let every: Vec<usize> = (0..input.len()).collect();
             prop_assert_eq!(in_pieces(&input, &every), whole.clone());
-            if let Some((end, Ok((head, _)))) = whole {
-                // httparse and the head search agree on where the head ends.
+            if let Some((end, Ok((head, out)))) = whole {
+                // httparse and the head check agree on where the head ends.
                 prop_assert_eq!(head.head_len, end);
+                // lbd's own head passes lbd's own check.
+                prop_assert_eq!(RequestScan::default().check(&out), Ok(Some(out.len())));
             }
             // The parser alone never panics on arbitrary bytes either.
             let _ = parse_head(&input);
