@@ -497,6 +497,18 @@ fn response_cases() -> Vec<RespCase> {
         resp("space_before_colon", "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok", Watch, Canned(502)),
         resp("nul_in_header", "HTTP/1.1 200 OK\r\nX: a\0b\r\nContent-Length: 0\r\n\r\n", Watch, Canned(502)),
         resp("bare_lf_accepted", "HTTP/1.1 200 OK\nContent-Length: 2\n\nok", Close, Relayed(200, "ok")),
+        resp("bare_lf_mixed_accepted", "HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok", Close, Relayed(200, "ok")),
+        resp("leading_empty_line", "\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Watch, Canned(502)),
+        // Refused at the first bad byte: the backend keeps the connection and never ends
+        // the head, so waiting for the end would give a 504 at upstream_response.
+        resp("ssh_banner", "SSH-2.0-OpenSSH_9.6\r\n", Watch, Canned(502)),
+        resp("tls_alert", b"\x15\x03\x03\x00\x02\x02\x28", Watch, Canned(502)),
+        resp("status_not_digits_no_end", "HTTP/1.1 2x0 OK\r\n", Watch, Canned(502)),
+        resp("status_600_no_end", "HTTP/1.1 600 High\r\n", Watch, Canned(502)),
+        resp("cr_only_line_ends", "HTTP/1.1 200 OK\rContent-Length: 2\r\r", Watch, Canned(502)),
+        resp("nul_after_status_line", "HTTP/1.1 200 OK\r\n\x00", Watch, Canned(502)),
+        resp("obs_fold_no_end", "HTTP/1.1 200 OK\r\nX: a\r\n b", Watch, Canned(502)),
+        resp("interim_then_junk_no_end", "HTTP/1.1 100 Continue\r\n\r\nJUNK", Watch, Canned(502)),
         resp("too_many_headers", many_headers, Watch, Canned(502)),
         resp("head_too_large", huge_head, Watch, Canned(502)),
         // Framing.

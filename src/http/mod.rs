@@ -145,26 +145,6 @@ fn write_u64(out: &mut crate::buffer::Buffer, mut n: u64) {
     out.extend(&digits[i..]);
 }
 
-/// Finds the end of a head in `buf`, scanning from `from` (so a head trickled in byte by
-/// byte is scanned once, not once per read). Returns the length of the head including
-/// its terminating empty line. Lines may end in CRLF or a bare LF (RFC 9112 §2.2).
-pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from.saturating_sub(3);
-    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + pos;
-        // A head must not start with its terminator unless it was all empty lines; the
-        // httparse pass skips leading empty lines, so only "\n\n" and "\n\r\n" matter.
-        if nl + 1 < buf.len() && buf[nl + 1] == b'\n' {
-            return Some(nl + 2);
-        }
-        if nl + 2 < buf.len() && buf[nl + 1] == b'\r' && buf[nl + 2] == b'\n' {
-            return Some(nl + 3);
-        }
-        i = nl + 1;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,29 +167,6 @@ mod tests {
         for (value, want) in table {
             assert_eq!(parse_content_length(value), *want, "{:?}", value);
         }
-    }
-
-    #[test]
-    fn head_end_at_every_split() {
-        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
-        for split in 0..head.len() {
-            // Scanning resumes where the previous scan stopped.
-            let first = find_head_end(&head[..split], 0);
-            let again = find_head_end(head, split);
-            assert!(first.is_none() || first == Some(27), "split {split}");
-            assert_eq!(again.or(first), Some(27), "split {split}");
-        }
-        assert_eq!(find_head_end(b"GET / HTTP/1.0\n\n", 0), Some(16));
-        assert_eq!(find_head_end(b"GET / HTTP/1.0\r\nA: b\r\n", 0), None);
-    }
-
-    /// A head trickled in is searched once (no O(n²)): the search resumes three bytes
-    /// before where the last one stopped, in case the terminator straddles, never from
-    /// the start; a terminator planted in the part already searched is not seen again.
-    #[test]
-    fn head_search_resumes_where_it_stopped() {
-        assert_eq!(find_head_end(b"A\n\nBBBBBB", 6), None);
-        assert_eq!(find_head_end(b"AAAA\r\n\r\n", 5), Some(8));
     }
 
     #[test]

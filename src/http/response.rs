@@ -64,8 +64,9 @@ pub struct ResponseHead {
     pub client_keep_alive: bool,
 }
 
-/// Parses `input[..head_len]` and appends the client-facing head to `out` (nothing for
-/// an interim response an HTTP/1.0 client must not see).
+/// Parses `input[..head_len]` (checked and found by [`super::scan::ResponseScan`]) and
+/// appends the client-facing head to `out` (nothing for an interim response an HTTP/1.0
+/// client must not see).
 pub fn parse(
     input: &[u8],
     ctx: &ResponseContext,

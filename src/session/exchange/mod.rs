@@ -32,6 +32,7 @@ use crate::fault::Fault;
 use crate::http::body::{Decoder, Encoder};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::ResponseHead;
+use crate::http::scan::ResponseScan;
 use crate::retry::Attempts;
 use crate::snapshot::Lease;
 use crate::upstream::UpstreamId;
@@ -106,8 +107,8 @@ enum Attempt {
 /// Progress of a response head on one attempt.
 #[derive(Debug, Clone, Copy, Default)]
 struct HeadWait {
-    /// Bytes of `upstream_in` already searched for the end of the head.
-    scanned: usize,
+    /// The check of the head's bytes in `upstream_in` so far, resumed on each read.
+    scan: ResponseScan,
     /// Response bytes received on this attempt (interim heads included).
     received: usize,
 }
