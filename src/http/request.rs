@@ -144,7 +144,17 @@ pub fn parse(
         Ok(httparse::Status::Partial) => return Err(RequestError::Malformed("incomplete head")),
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadersTooLarge),
         Err(httparse::Error::Version) => {
-            return Err(RequestError::Malformed("unsupported HTTP version"))
+            return match later_minor_at(input) {
+                // RFC 9110 §2.5: HTTP/1.x with x > 1 is handled as HTTP/1.1. httparse knows
+                // 1.0 and 1.1 only: parse a copy that says 1.1 (such requests are rare
+                // enough that this one allocation never matters).
+                Some(at) => {
+                    let mut copy = input.to_vec();
+                    copy[at] = b'1';
+                    parse(&copy, ctx, out)
+                }
+                None => Err(RequestError::Malformed("unsupported HTTP version")),
+            };
         }
         Err(_) => return Err(RequestError::Malformed("invalid request head")),
     };
@@ -234,6 +244,19 @@ pub fn parse(
         expect_continue,
         hash: facts.hash,
     })
+}
+
+/// Where the minor digit of an `HTTP/1.x` version with x from 2 to 9 sits in the request
+/// line of `head` (after any empty lines); `None` for any other version.
+fn later_minor_at(head: &[u8]) -> Option<usize> {
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let end = start
+        + head[start..]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')?;
+    let line = &head[start..end];
+    let version = line.len().checked_sub(9).map(|i| &line[i..])?;
+    (version.starts_with(b" HTTP/1.") && (b'2'..=b'9').contains(&version[8])).then_some(end - 1)
 }
 
 /// The request target after validation: the path to forward, and the authority of an
@@ -475,6 +498,26 @@ mod tests {
             run("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap();
         assert!(!head.expect_continue);
         assert!(!out.contains("Expect"), "{out}");
+    }
+
+    /// RFC 9110 §2.5: a later HTTP/1.x minor version is HTTP/1.1 (Host required,
+    /// persistent by default), and lbd's request line says HTTP/1.1.
+    #[test]
+    fn later_minor_versions_are_http11() {
+        for version in ["1.2", "1.9"] {
+            let (head, out) = run(&format!("\r\nGET / HTTP/{version}\r\nHost: a\r\n\r\n")).unwrap();
+            assert_eq!((head.minor, head.keep_alive, head.head_len), (1, true, 29));
+            assert!(out.starts_with("GET / HTTP/1.1\r\nHost: a\r\n"), "{out}");
+        }
+        let no_host = run("GET / HTTP/1.2\r\n\r\n").unwrap_err();
+        assert_eq!(no_host, RequestError::Malformed("missing Host"));
+        for version in ["1.10", "2.0", "0.9", "1.a"] {
+            let input = format!("GET / HTTP/{version}\r\nHost: a\r\n\r\n");
+            assert!(
+                matches!(run(&input), Err(RequestError::Malformed(_))),
+                "{input}"
+            );
+        }
     }
 
     #[test]
