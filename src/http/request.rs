@@ -320,7 +320,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 /// `uri-host [ ":" port ]` (RFC 3986): reg-name or IP-literal characters only, no
-/// userinfo, no whitespace, a numeric port.
+/// userinfo, no whitespace, a numeric port that fits TCP's 16 bits (at most 65535).
 pub(crate) fn is_valid_host(host: &[u8]) -> bool {
     if host.is_empty() || host.len() > 255 {
         return false;
@@ -353,7 +353,14 @@ pub(crate) fn is_valid_host(host: &[u8]) -> bool {
     let _ = name;
     match port {
         [] => true,
-        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        [b':', digits @ ..] => {
+            digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits
+                    .iter()
+                    .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
+                    <= u32::from(u16::MAX)
+        }
         _ => false,
     }
 }
@@ -551,6 +558,9 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET http://b:65536/ HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET a HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
