@@ -23,6 +23,11 @@ const HOP_BY_HOP: [&str; 6] = [
     "upgrade",
 ];
 
+/// Most body bytes lbd accepts when no limit is configured (`limits.body_bytes` unset, and
+/// every response): 2^63 − 1, the largest length a signed 64-bit file offset can hold
+/// (nginx, and most servers behind lbd, use one). A larger length cannot be real.
+pub const MAX_BODY: u64 = i64::MAX as u64;
+
 /// Framing headers: lbd regenerates them from its own framing of the body, so the
 /// sender's are never copied (they are end-to-end, but the framing is lbd's).
 const FRAMING: [&str; 2] = ["content-length", "transfer-encoding"];

@@ -195,7 +195,7 @@ impl Exchange {
         Exchange {
             req,
             body: RequestBody {
-                dec: Decoder::new(req.framing),
+                dec: Decoder::bounded(req.framing, env.config().limits.body_bytes),
                 enc: Encoder::new(req.framing),
                 read: 0,
                 replayable: true,

@@ -6,6 +6,7 @@
 use super::{Attempt, Exchange, Flow, HeadWait, Outcome, Relay, Upload, MAX_INTERIM};
 use crate::fault::Fault;
 use crate::http::body::{self, BodyError, Decoder, Encoder};
+use crate::http::chunked::ChunkedError;
 use crate::http::request::Method;
 use crate::http::response::{self, ResponseContext};
 use crate::http::scan::ResponseScan;
@@ -50,10 +51,10 @@ impl Exchange {
             Ok(t) => t,
             Err(e) => {
                 log::debug!("client={} bad request body: {e}", conn.addr);
-                let fault = if eof && e == BodyError::Truncated {
-                    Fault::ClientClosed
-                } else {
-                    Fault::BadBody
+                let fault = match e {
+                    BodyError::Truncated if eof => Fault::ClientClosed,
+                    BodyError::Chunked(ChunkedError::TooLarge) => Fault::BodyTooLarge,
+                    _ => Fault::BadBody,
                 };
                 return Flow::Break(self.end(fault, conn, env));
             }
