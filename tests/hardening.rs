@@ -115,6 +115,9 @@ fn request_cases() -> Vec<Case> {
         refused("cl_nul", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\0\r\n\r\nhello", 400),
         refused("cl_fullwidth_digit", post("Content-Length: \u{ff15}\r\n", "hello"), 400),
         refused("cl_above_body_limit", post("Content-Length: 123456789012\r\n", ""), 413),
+        refused("cl_19_digits", post("Content-Length: 1234567890123456789\r\n", ""), 413),
+        refused("cl_u64_max", post("Content-Length: 18446744073709551615\r\n", ""), 413),
+        served("cl_leading_zeros_20_digits", post("Content-Length: 00000000000000000005\r\n", "hello"), "POST / cl=5 hello"),
         served("cl_zero_on_get", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "GET / -"),
         served("cl_body_on_get", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", "GET / cl=5 hello"),
         // Transfer-Encoding values.

@@ -101,17 +101,17 @@ pub fn listed_in_connection(headers: &[httparse::Header<'_>], name: &str) -> boo
         .any(|item| item.eq_ignore_ascii_case(name.as_bytes()))
 }
 
-/// Parses a `Content-Length` value strictly: ASCII digits only (no sign, space, comma or
-/// hex), at most 18 digits so it fits in `u64` without overflow checks downstream.
+/// Parses a `Content-Length` value strictly: `1*DIGIT`, ASCII digits only (no sign, space,
+/// comma or hex), as many as the head holds (leading zeros are allowed). `None` for
+/// anything else, and for a number too large for `u64` (RFC 9110 §8.6: a recipient must
+/// not let a large number overflow). Whether a length fits a limit is the caller's check.
 pub fn parse_content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(
-        value
-            .iter()
-            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
-    )
+    value.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// How a message body is delimited on the wire.
@@ -166,8 +166,12 @@ mod tests {
             (b"5,5", None),
             (b"0x10", None),
             (b"", None),
-            (b"1234567890123456789", None),
             (b"123456789012345678", Some(123456789012345678)),
+            (b"1234567890123456789", Some(1234567890123456789)),
+            (b"18446744073709551615", Some(u64::MAX)),
+            (b"18446744073709551616", None),
+            (b"99999999999999999999", None),
+            (b"000000000000000000000042", Some(42)),
         ];
         for (value, want) in table {
             assert_eq!(parse_content_length(value), *want, "{:?}", value);

@@ -171,8 +171,8 @@ pub fn parse(
         facts.observe(h, ctx.hash_header)?;
     }
     let framing = facts.framing(minor)?;
-    if let (Framing::Length(n), Some(max)) = (framing, ctx.max_body) {
-        if n > max {
+    if let Framing::Length(n) = framing {
+        if n > ctx.max_body.unwrap_or(super::MAX_BODY) {
             return Err(RequestError::BodyTooLarge);
         }
     }
@@ -581,6 +581,8 @@ mod tests {
             ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n", |e| e == BodyTooLarge),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1234567890123456789\r\n\r\n", |e| e == BodyTooLarge),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n", |e| e == BodyTooLarge),
         ];
         for (input, verdict) in table {
             let got = run(input).map(|(h, _)| h);
@@ -589,6 +591,26 @@ mod tests {
                 other => panic!("{input:?}: got {other:?}"),
             }
         }
+    }
+
+    /// Without `limits.body_bytes`, a length over `MAX_BODY` (2^63 − 1) is still too large;
+    /// up to it, any length is forwarded.
+    #[test]
+    fn unlimited_bodies_stop_at_max_body() {
+        let unlimited = RequestContext {
+            max_body: None,
+            ..ctx()
+        };
+        let mut pool = BufPool::new(256, 1);
+        let mut out = Buffer::default();
+        out.ensure(&mut pool);
+        let head = |n: u64| format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {n}\r\n\r\n");
+        let max = crate::http::MAX_BODY;
+        let got = parse(head(max).as_bytes(), &unlimited, &mut out).map(|h| h.framing);
+        assert_eq!(got, Ok(Framing::Length(max)));
+        out.clear();
+        let got = parse(head(max + 1).as_bytes(), &unlimited, &mut out);
+        assert_eq!(got.unwrap_err(), RequestError::BodyTooLarge);
     }
 
     #[test]
