@@ -65,8 +65,9 @@ enum Part {
 /// the next step resumes at byte `len` of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SizeLine {
-    /// Bytes of the line checked.
+    /// Bytes of the line checked, at most [`MAX_SIZE_LINE`].
     len: usize,
+    /// Where those bytes end in the line's grammar.
     part: Part,
     /// Hex digits read, at most [`MAX_SIZE_DIGITS`].
     digits: u8,

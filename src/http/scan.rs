@@ -75,7 +75,10 @@ type Refusal = &'static str;
 /// Progress of a scan: the state at `pos`, the first byte not yet checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Scanner {
+    /// Bytes of the head checked so far: all valid, or the last one refused (the scan
+    /// returns the same refusal again if called again).
     pos: usize,
+    /// The grammar state after those bytes.
     state: State,
 }
 
