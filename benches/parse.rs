@@ -1,6 +1,7 @@
-//! Head parsing and rewriting, the per-request pure work of a worker: `find_head_end`
-//! plus `http::request::parse` (httparse, validation, lbd's re-serialised upstream head),
-//! and `http::response::parse` for the way back. Reported as bytes of input head per
+//! Head parsing and rewriting, the per-request pure work of a worker: `RequestScan` (the
+//! byte-by-byte check that also finds the end of the head) plus `http::request::parse`
+//! (httparse, validation, lbd's re-serialised upstream head), and `ResponseScan` plus
+//! `http::response::parse` for the way back. Reported as bytes of input head per
 //! second. Results: docs/benchmarks.md.
 //!
 //! Run: `cargo bench --bench parse`.
@@ -11,9 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use lbd::buffer::{BufPool, Buffer};
-use lbd::http::find_head_end;
 use lbd::http::request::{self, RequestContext};
 use lbd::http::response::{self, ResponseContext};
+use lbd::http::scan::{RequestScan, ResponseScan};
 
 /// What `wrk` sends: the request of every proxy benchmark.
 const WRK: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
@@ -71,15 +72,19 @@ fn request_heads(c: &mut Criterion) {
     let mut group = c.benchmark_group("request_parse_rewrite");
     for (name, head) in [("wrk", WRK), ("browser", BROWSER), ("api", API)] {
         // Sanity: the head is accepted, so the bench measures the success path.
-        let end = find_head_end(head, 0).expect("complete head");
+        let end = RequestScan::default()
+            .check(head)
+            .ok()
+            .flatten()
+            .expect("complete head");
         request::parse(&head[..end], &ctx, &mut out).expect("valid head");
         out.clear();
         group.throughput(Throughput::Bytes(head.len() as u64));
         group.bench_function(name, |b| {
             b.iter(|| {
                 let input = black_box(head);
-                let end = find_head_end(input, 0).unwrap_or(0);
-                let parsed = request::parse(&input[..end], &ctx, &mut out);
+                let end = RequestScan::default().check(input).ok().flatten();
+                let parsed = request::parse(&input[..end.unwrap_or(0)], &ctx, &mut out);
                 black_box(&parsed);
                 black_box(out.data());
                 out.clear();
@@ -105,8 +110,8 @@ fn response_heads(c: &mut Criterion) {
     group.bench_function("nginx_200", |b| {
         b.iter(|| {
             let input = black_box(RESPONSE);
-            let end = find_head_end(input, 0).unwrap_or(0);
-            let parsed = response::parse(&input[..end], &ctx, &mut out);
+            let end = ResponseScan::default().check(input).ok().flatten();
+            let parsed = response::parse(&input[..end.unwrap_or(0)], &ctx, &mut out);
             black_box(&parsed);
             black_box(out.data());
             out.clear();

@@ -28,9 +28,14 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
-    /// Extracts the logged fields from a raw head (already validated by httparse).
+    /// Extracts the logged fields from a raw head (validated, or the part of it received
+    /// before a refusal), skipping the empty lines a request line may follow.
     pub fn from_head(head: &[u8]) -> RequestInfo {
-        let mut lines = head
+        let blank = head
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        let mut lines = head[blank..]
             .split(|&b| b == b'\n')
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
         let line = lines.next().map(printable).unwrap_or_default();
@@ -217,6 +222,8 @@ mod tests {
     fn combined_line() {
         let info = RequestInfo::from_head(b"GET /a?b HTTP/1.1\r\nHost: x\r\nUser-Agent: curl/8 \"q\"\r\nReferer: http://r/\r\n\r\n");
         assert_eq!(info.line, "GET /a?b HTTP/1.1");
+        let after_empty_lines = RequestInfo::from_head(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+        assert_eq!(after_empty_lines.line, "GET / HTTP/1.1");
         let line = format(
             &Entry {
                 client: "10.1.2.3".parse().unwrap(),

@@ -115,6 +115,9 @@ fn request_cases() -> Vec<Case> {
         refused("cl_nul", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\0\r\n\r\nhello", 400),
         refused("cl_fullwidth_digit", post("Content-Length: \u{ff15}\r\n", "hello"), 400),
         refused("cl_above_body_limit", post("Content-Length: 123456789012\r\n", ""), 413),
+        refused("cl_19_digits", post("Content-Length: 1234567890123456789\r\n", ""), 413),
+        refused("cl_u64_max", post("Content-Length: 18446744073709551615\r\n", ""), 413),
+        served("cl_leading_zeros_20_digits", post("Content-Length: 00000000000000000005\r\n", "hello"), "POST / cl=5 hello"),
         served("cl_zero_on_get", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "GET / -"),
         served("cl_body_on_get", "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", "GET / cl=5 hello"),
         // Transfer-Encoding values.
@@ -143,9 +146,10 @@ fn request_cases() -> Vec<Case> {
         refused("chunk_size_0x", chunked(b"0x5\r\nhello\r\n0\r\n\r\n"), 400),
         refused("chunk_size_plus", chunked(b"+5\r\nhello\r\n0\r\n\r\n"), 400),
         refused("chunk_size_leading_space", chunked(b" 5\r\nhello\r\n0\r\n\r\n"), 400),
-        served("chunk_size_trailing_space", chunked(b"5 \r\nhello\r\n0\r\n\r\n"), "POST / te=chunked hello"),
+        refused("chunk_size_trailing_space", chunked(b"5 \r\nhello\r\n0\r\n\r\n"), 400),
         refused("chunk_size_garbage", chunked(b"5 x\r\nhello\r\n0\r\n\r\n"), 400),
-        refused("chunk_size_overflow", chunked(b"10000000000000000\r\nhello\r\n0\r\n\r\n"), 400),
+        // 2^64: 17 digits, but past the 1 MiB limit from its 7th digit on, where it is refused.
+        refused("chunk_size_overflow", chunked(b"10000000000000000\r\nhello\r\n0\r\n\r\n"), 413),
         served("chunk_size_leading_zeros", chunked(b"0005\r\nhello\r\n0\r\n\r\n"), "POST / te=chunked hello"),
         refused("chunk_size_bare_lf", chunked(b"5\nhello\r\n0\r\n\r\n"), 400),
         refused("chunk_size_bare_cr", chunked(b"5\rhello\r\n0\r\n\r\n"), 400),
@@ -156,6 +160,23 @@ fn request_cases() -> Vec<Case> {
         served("chunk_extension_quoted", chunked(b"5;a=\"b c\"\r\nhello\r\n0\r\n\r\n"), "POST / te=chunked hello"),
         refused("chunk_extension_bare_lf", chunked(b"5;a\nb\r\nhello\r\n0\r\n\r\n"), 400),
         refused("chunk_extension_control_byte", chunked(b"5;\x01\r\nhello\r\n0\r\n\r\n"), 400),
+        served("chunk_size_16_digits", chunked(b"0000000000000005\r\nhello\r\n0\r\n\r\n"), "POST / te=chunked hello"),
+        refused("chunk_size_17_digits", chunked(b"00000000000000005\r\nhello\r\n0\r\n\r\n"), 400),
+        // Sizes that cannot be real: 413 at the size line, no data awaited (none follows).
+        refused("chunk_size_u64_max", chunked(b"ffffffffffffffff\r\n"), 413),
+        refused("chunk_size_over_body_limit", chunked(b"100001\r\n"), 413),
+        refused("chunk_size_over_body_limit_no_line_end", chunked(b"100001"), 413),
+        refused("chunked_total_over_body_limit", chunked(&[&b"80000\r\n"[..], &vec![b'a'; 0x80000], b"\r\n80001\r\n"].concat()), 413),
+        // Extensions: *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ).
+        served("chunk_extension_bws", chunked(b"5 ; a = b\r\nhello\r\n0\r\n\r\n"), "POST / te=chunked hello"),
+        served("chunk_extension_quoted_pair", chunked(b"5;a=\"b\\\"c\";d\r\nhello\r\n0\r\n\r\n"), "POST / te=chunked hello"),
+        refused("chunk_extension_empty", chunked(b"2;\r\nhi\r\n0\r\n\r\n"), 400),
+        refused("chunk_extension_unbalanced_quote", chunked(b"5;a=\"b\r\nhello\r\n0\r\n\r\n"), 400),
+        refused("chunk_extension_no_value", chunked(b"5;a=\r\nhello\r\n0\r\n\r\n"), 400),
+        refused("chunk_extension_name_then_space", chunked(b"5;a \r\nhello\r\n0\r\n\r\n"), 400),
+        refused("chunk_extension_bad_token", chunked(b"5;a=b@c\r\nhello\r\n0\r\n\r\n"), 400),
+        refused("chunk_extension_control_no_end", chunked(b"5;a=\"b\x01"), 400),
+        refused("chunk_size_garbage_no_end", chunked(b"5x"), 400),
         refused("chunk_extension_too_long", chunked(format!("5;{}\r\nhello\r\n0\r\n\r\n", "a".repeat(5000)).as_bytes()), 400),
         served("trailer_field", chunked(b"5\r\nhello\r\n0\r\nX-T: v\r\n\r\n"), "POST / te=chunked hello"),
         served("trailer_content_length_ignored", chunked(b"5\r\nhello\r\n0\r\nContent-Length: 99\r\n\r\n"), "POST / te=chunked hello"),
@@ -165,9 +186,29 @@ fn request_cases() -> Vec<Case> {
         refused("last_chunk_bare_lf", chunked(b"5\r\nhello\r\n0\r\n\n"), 400),
         refused("trailers_too_large", chunked(format!("0\r\n{}\r\n", "X-Big: yyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\n".repeat(600)).as_bytes()), 400),
         // Line endings.
-        served("bare_lf_head", "GET / HTTP/1.1\nHost: a\n\n", "GET / -"),
-        served("mixed_line_endings", "GET / HTTP/1.1\r\nHost: a\n\r\n", "GET / -"),
+        refused("bare_lf_head", "GET / HTTP/1.1\nHost: a\n\n", 400),
+        refused("mixed_line_endings", "GET / HTTP/1.1\r\nHost: a\n\r\n", 400),
         served("empty_lines_before_request", "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET / -"),
+        served("empty_lines_at_the_limit", "\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET / -"),
+        refused("too_many_empty_lines", "\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        refused("bare_lf_empty_line", "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        // Refused at the first bad byte. None of these ends its head: waiting for the end
+        // would give a 408 when client_header expires, not the 400 expected.
+        refused("tls_client_hello", [&b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03"[..], &[0x5a; 32], b"\x00\x00\x02\x13\x01\x01\x00"].concat(), 400),
+        refused("binary_junk", b"\x00\x01\x02\xff\xfe", 400),
+        refused("cr_only_line_ends", "GET / HTTP/1.1\rHost: a\r\r", 400),
+        refused("bare_lf_ends_request_line", "GET / HTTP/1.1\n", 400),
+        refused("bare_lf_ends_field_line", "GET / HTTP/1.1\r\nHost: a\n", 400),
+        refused("stray_cr_before_request", "\rGET / HTTP/1.1\r\n", 400),
+        refused("space_before_request", " GET / HTTP/1.1\r\n", 400),
+        refused("bad_field_name_no_end", "GET / HTTP/1.1\r\nHost: a\r\nBad Name", 400),
+        refused("control_byte_in_value_no_end", "GET / HTTP/1.1\r\nHost: a\r\nX: \x01", 400),
+        // After a complete request, the next bytes must begin a request line.
+        case("junk_after_request", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGARBAGE\x00", &[200, 400], CLOSE, &["GET /1 -"]),
+        case("stray_cr_after_request", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n\rGET /2 HTTP/1.1\r\nHost: a\r\n\r\n", &[200, 400], CLOSE, &["GET /1 -"]),
+        case("bare_lf_after_request", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n", &[200, 400], CLOSE, &["GET /1 -"]),
+        case("tls_after_request", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n\x16\x03\x01\x00", &[200, 400], CLOSE, &["GET /1 -"]),
+        case("empty_line_after_body", "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n", &[200, 200], OPEN, &["POST /1 cl=5 hello", "GET /2 -"]),
         refused("bare_cr_in_value", get_with(b"X: a\rb\r\n"), 400),
         refused("bare_cr_ends_request_line", "GET / HTTP/1.1\rHost: a\r\n\r\n", 400),
         refused("cr_cr_lf", "GET / HTTP/1.1\r\r\nHost: a\r\n\r\n", 400),
@@ -200,12 +241,32 @@ fn request_cases() -> Vec<Case> {
         refused("target_query_without_path", "GET http://b?x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         refused("target_other_scheme", "GET ftp://b/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         refused("connect_method", "CONNECT b:443 HTTP/1.1\r\nHost: b:443\r\n\r\n", 501),
-        refused("version_1_2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 400),
+        served("version_1_2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", "GET / -"),
+        served("version_1_9", "POST / HTTP/1.9\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "POST / te=chunked hello"),
+        refused("version_1_2_without_host", "GET / HTTP/1.2\r\n\r\n", 400),
+        refused("version_1_10", "GET / HTTP/1.10\r\nHost: a\r\n", 400),
+        refused("version_major_2_no_end", "GET / HTTP/2", 400),
         refused("version_2_0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400),
         refused("version_lower_case", "GET / http/1.1\r\nHost: a\r\n\r\n", 400),
         refused("version_missing", "GET /\r\nHost: a\r\n\r\n", 400),
         refused("version_trailing_space", "GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),
         refused("double_space", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        // Request target bytes outside RFC 3986 (no head end: refused at the byte).
+        refused("target_fragment", "GET /a#b HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_double_quote", "GET /a\"b HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_less_than", "GET /a<b HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_greater_than", "GET /a>b HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_backslash", "GET /a\\b HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_caret", "GET /a^b HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_backtick", "GET /a`b HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_brace_open", "GET /a{b HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_brace_close", "GET /a}b HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_pipe", "GET /a|b HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_utf8", "GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_latin1", b"GET /caf\xe9 HTTP/1.1\r\nHost: a\r\n", 400),
+        refused("target_control_no_end", "GET /a\x01b HTTP/1.1\r\nHost: a\r\n", 400),
+        served("target_percent_left_as_sent", "GET /a%2Fb%zz%41 HTTP/1.1\r\nHost: a\r\n\r\n", "GET /a%2Fb%zz%41 -"),
+        served("target_every_allowed_byte", "GET /aZ09-._~:@!$&'()*+,;=?/[]%20 HTTP/1.1\r\nHost: a\r\n\r\n", "GET /aZ09-._~:@!$&'()*+,;=?/[]%20 -"),
         // Header bytes.
         refused("header_name_nul", get_with(b"X\0: a\r\n"), 400),
         refused("header_value_nul", get_with(b"X: a\0b\r\n"), 400),
@@ -224,6 +285,10 @@ fn request_cases() -> Vec<Case> {
         refused("host_userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
         refused("host_port_not_numeric", "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", 400),
         refused("host_port_too_long", "GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n", 400),
+        refused("host_port_above_65535", "GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n", 400),
+        refused("host_port_65536", "GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n", 400),
+        served("host_port_65535", "GET / HTTP/1.1\r\nHost: a:65535\r\n\r\n", "GET / -"),
+        refused("target_authority_port_above_65535", "GET http://b:70000/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         refused("host_slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
         served("host_ipv6", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", "GET / -"),
         refused("host_invalid_with_absolute_target", "GET http://b/x HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
@@ -277,11 +342,38 @@ fn summary(req: &Req) -> String {
     line.trim_end().to_string()
 }
 
-fn run_request_case(addr: SocketAddr, backend: &TestBackend, case: &Case) {
+/// How a row's bytes are written: in one piece, or trickled in small pieces so lbd reads
+/// them at many split points (the answer must not depend on where reads end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    Whole,
+    Trickled,
+}
+
+/// Most writes a trickled row is cut into (a byte each for rows up to this long).
+const TRICKLE_PIECES: usize = 256;
+
+/// Writes `bytes` as `feed` says. A trickled write stops quietly at the first error: the
+/// peer may have answered and closed while the rest was still coming, which the row's
+/// checks then judge.
+fn feed(stream: &mut TcpStream, bytes: &[u8], feed: Feed) {
+    match feed {
+        Feed::Whole => stream.write_all(bytes).unwrap(),
+        Feed::Trickled => {
+            for piece in bytes.chunks(bytes.len().div_ceil(TRICKLE_PIECES).max(1)) {
+                if stream.write_all(piece).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn run_request_case(addr: SocketAddr, backend: &TestBackend, case: &Case, how: Feed) {
     let name = case.name;
     let before = backend.received().len();
     let mut c = Client::connect(addr);
-    c.send(&case.input);
+    feed(&mut c.stream, &case.input, how);
     if case.eof {
         c.shutdown_write();
     }
@@ -336,11 +428,15 @@ fn request_table() {
     let mut names = std::collections::HashSet::new();
     let failed: Vec<String> = cases
         .iter()
-        .filter(|case| {
+        .flat_map(|case| {
             assert!(names.insert(case.name), "duplicate name {}", case.name);
-            !passes(|| run_request_case(server.local_addr(), &backend, case))
+            [Feed::Whole, Feed::Trickled]
+                .into_iter()
+                .filter(|&how| {
+                    !passes(|| run_request_case(server.local_addr(), &backend, case, how))
+                })
+                .map(|how| format!("{} ({how:?})", case.name))
         })
-        .map(|case| case.name.to_string())
         .collect();
     eprintln!("request_table: {} cases", cases.len());
     assert!(failed.is_empty(), "failed rows: {failed:?}");
@@ -421,6 +517,9 @@ fn response_cases() -> Vec<RespCase> {
         resp("status_negative", "HTTP/1.1 -200 OK\r\nContent-Length: 0\r\n\r\n", Watch, Canned(502)),
         resp("version_2_0", "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", Watch, Canned(502)),
         resp("version_lower_case", "http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Watch, Canned(502)),
+        resp("version_1_2_accepted", "HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok", Close, Relayed(200, "ok")),
+        resp("version_1_9_chunked_accepted", "HTTP/1.9 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", Close, Relayed(200, "ok")),
+        resp("version_1_10", "HTTP/1.10 200 OK\r\nContent-Length: 0\r\n\r\n", Watch, Canned(502)),
         resp("version_missing", "200 OK\r\nContent-Length: 0\r\n\r\n", Watch, Canned(502)),
         resp("status_599_accepted", "HTTP/1.1 599 Custom\r\nContent-Length: 2\r\n\r\nok", Close, Relayed(599, "ok")),
         resp("status_100_accepted", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Close, Relayed(200, "ok")),
@@ -430,6 +529,18 @@ fn response_cases() -> Vec<RespCase> {
         resp("space_before_colon", "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok", Watch, Canned(502)),
         resp("nul_in_header", "HTTP/1.1 200 OK\r\nX: a\0b\r\nContent-Length: 0\r\n\r\n", Watch, Canned(502)),
         resp("bare_lf_accepted", "HTTP/1.1 200 OK\nContent-Length: 2\n\nok", Close, Relayed(200, "ok")),
+        resp("bare_lf_mixed_accepted", "HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nok", Close, Relayed(200, "ok")),
+        resp("leading_empty_line", "\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Watch, Canned(502)),
+        // Refused at the first bad byte: the backend keeps the connection and never ends
+        // the head, so waiting for the end would give a 504 at upstream_response.
+        resp("ssh_banner", "SSH-2.0-OpenSSH_9.6\r\n", Watch, Canned(502)),
+        resp("tls_alert", b"\x15\x03\x03\x00\x02\x02\x28", Watch, Canned(502)),
+        resp("status_not_digits_no_end", "HTTP/1.1 2x0 OK\r\n", Watch, Canned(502)),
+        resp("status_600_no_end", "HTTP/1.1 600 High\r\n", Watch, Canned(502)),
+        resp("cr_only_line_ends", "HTTP/1.1 200 OK\rContent-Length: 2\r\r", Watch, Canned(502)),
+        resp("nul_after_status_line", "HTTP/1.1 200 OK\r\n\x00", Watch, Canned(502)),
+        resp("obs_fold_no_end", "HTTP/1.1 200 OK\r\nX: a\r\n b", Watch, Canned(502)),
+        resp("interim_then_junk_no_end", "HTTP/1.1 100 Continue\r\n\r\nJUNK", Watch, Canned(502)),
         resp("too_many_headers", many_headers, Watch, Canned(502)),
         resp("head_too_large", huge_head, Watch, Canned(502)),
         // Framing.
@@ -456,6 +567,14 @@ fn response_cases() -> Vec<RespCase> {
         resp("chunk_cut", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", Close, Truncated(200)),
         resp("last_chunk_missing", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", Close, Truncated(200)),
         resp("chunk_size_not_hex", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", Watch, Truncated(200)),
+        resp("chunk_size_u64_max", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n", Watch, Truncated(200)),
+        resp("chunk_size_17_digits", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000002\r\nok\r\n0\r\n\r\n", Watch, Truncated(200)),
+        resp("chunk_size_trailing_space", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nok\r\n0\r\n\r\n", Watch, Truncated(200)),
+        resp("chunk_extension_empty", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;\r\nok\r\n0\r\n\r\n", Watch, Truncated(200)),
+        resp("chunk_extension_unbalanced_quote", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=\"b\r\nok\r\n0\r\n\r\n", Watch, Truncated(200)),
+        resp("chunk_extension_bare_lf", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a\nok\r\n0\r\n\r\n", Watch, Truncated(200)),
+        resp("chunk_extension_control_no_end", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=\x01", Watch, Truncated(200)),
+        resp("chunk_extension_accepted", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 ; a = \"b c\"\r\nok\r\n0\r\n\r\n", Close, Relayed(200, "ok")),
         resp("chunk_data_too_long", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n0\r\n\r\n", Watch, Truncated(200)),
         resp("chunk_trailer_malformed", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nbad trailer\r\n\r\n", Watch, Truncated(200)),
         resp("close_delimited_reset", "HTTP/1.1 200 OK\r\n\r\npartial", Reset, Truncated(200)),
@@ -515,14 +634,24 @@ fn response_table() {
     let backend = {
         let (cases, verdicts, reset_now) = (cases.clone(), verdicts.clone(), reset_now.clone());
         TestBackend::start(move |req| {
-            let Some(i) = req.target.strip_prefix("/r/") else {
+            let Some(row) = req.target.strip_prefix("/r/") else {
                 return Reply::text("ok");
+            };
+            let (i, how) = match row.strip_suffix("/trickled") {
+                Some(i) => (i, Feed::Trickled),
+                None => (row, Feed::Whole),
             };
             let i: usize = i.parse().unwrap();
             let (bytes, then) = (cases[i].reply.clone(), cases[i].then);
             let (verdicts, reset_now) = (verdicts.clone(), reset_now.clone());
+            let target = req.target.clone();
             Reply::Custom(Box::new(move |s: &mut TcpStream| {
-                let _ = s.write_all(&bytes);
+                match how {
+                    Feed::Whole => {
+                        let _ = s.write_all(&bytes);
+                    }
+                    Feed::Trickled => feed(s, &bytes, how),
+                }
                 match then {
                     Then::Close => {}
                     Then::Reset => {
@@ -538,7 +667,12 @@ fn response_table() {
                             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => "closed",
                             Err(_) => "kept open",
                         };
-                        verdicts.lock().unwrap().entry(i).or_default().push(verdict);
+                        verdicts
+                            .lock()
+                            .unwrap()
+                            .entry(target)
+                            .or_default()
+                            .push(verdict);
                     }
                 }
             }))
@@ -548,28 +682,36 @@ fn response_table() {
     let addr = server.local_addr();
     let mut failed = Vec::new();
     for (i, case) in cases.iter().enumerate() {
-        if !passes(|| run_response_case(addr, i, case, &verdicts, &reset_now)) {
-            failed.push(case.name);
+        for how in [Feed::Whole, Feed::Trickled] {
+            if !passes(|| run_response_case(addr, i, case, how, &verdicts, &reset_now)) {
+                failed.push(format!("{} ({how:?})", case.name));
+            }
         }
     }
     eprintln!("response_table: {} cases", cases.len());
     assert!(failed.is_empty(), "failed rows: {failed:?}");
 }
 
-type Verdicts = Mutex<HashMap<usize, Vec<&'static str>>>;
+/// What each watched upstream connection saw after its response, by request target.
+type Verdicts = Mutex<HashMap<String, Vec<&'static str>>>;
 
 fn run_response_case(
     addr: SocketAddr,
     i: usize,
     case: &RespCase,
+    how: Feed,
     verdicts: &Verdicts,
     reset_now: &AtomicBool,
 ) {
     {
         let name = case.name;
         let head_request = case.method == "HEAD";
+        let target = match how {
+            Feed::Whole => format!("/r/{i}"),
+            Feed::Trickled => format!("/r/{i}/trickled"),
+        };
         let mut c = Client::connect(addr);
-        c.send(format!("{} /r/{i} HTTP/1.1\r\nHost: a\r\n\r\n", case.method).as_bytes());
+        c.send(format!("{} {target} HTTP/1.1\r\nHost: a\r\n\r\n", case.method).as_bytes());
         match case.want {
             Want::Canned(status) => {
                 let r = c.try_response(head_request).unwrap();
@@ -611,10 +753,13 @@ fn run_response_case(
         }
         if case.then == Then::Watch {
             assert!(
-                wait_until(IO_TIMEOUT, || verdicts.lock().unwrap().contains_key(&i)),
+                wait_until(IO_TIMEOUT, || verdicts
+                    .lock()
+                    .unwrap()
+                    .contains_key(&target)),
                 "{name}: no verdict"
             );
-            let seen = verdicts.lock().unwrap()[&i].clone();
+            let seen = verdicts.lock().unwrap()[&target].clone();
             assert!(
                 seen.iter().all(|v| *v == "closed"),
                 "{name}: upstream connection {seen:?}"

@@ -1,24 +1,29 @@
-//! The request head path as a session runs it: `find_head_end` (also resumed from a split
-//! point, as when a head is trickled in), then `request::parse` into a small buffer that
-//! must grow. Must never panic; the resumed scan must agree with the one-piece scan.
+//! The request head path as a session runs it: `RequestScan` over the bytes as they arrive
+//! (in one piece, and resumed after a split point, as when a head is trickled in), then
+//! `request::parse` into a small buffer that must grow. Must never panic; the resumed check
+//! must agree with the one-piece check.
 
 #![no_main]
 
 use lbd::buffer::{BufPool, Buffer};
-use lbd::http::find_head_end;
 use lbd::http::request::{parse, RequestContext};
+use lbd::http::scan::RequestScan;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
     let Some((&knobs, data)) = input.split_first() else {
         return;
     };
-    let whole = find_head_end(data, 0);
-    // The session scans what has arrived, then resumes from there: same answer.
+    let whole = RequestScan::default().check(data);
+    // The session checks what has arrived, then resumes from there: same answer.
     let split = usize::from(knobs).min(data.len());
-    let resumed = find_head_end(&data[..split], 0).or_else(|| find_head_end(data, split));
+    let mut scan = RequestScan::default();
+    let resumed = match scan.check(&data[..split]) {
+        Ok(None) => scan.check(data),
+        other => other,
+    };
     assert_eq!(whole, resumed, "split at {split}");
-    let Some(end) = whole else {
+    let Ok(Some(end)) = whole else {
         return;
     };
     let ctx = RequestContext {
@@ -33,13 +38,15 @@ fuzz_target!(|input: &[u8]| {
     let mut out = Buffer::default();
     out.ensure(&mut pool);
     if let Ok(head) = parse(&data[..end], &ctx, &mut out) {
-        // httparse and find_head_end agree on where the head ends: no byte of it can
-        // be left over to be read as a body or the next request.
+        // httparse and the scan agree on where the head ends: no byte of it can be left
+        // over to be read as a body or the next request.
         assert_eq!(head.head_len, end);
         assert!(head.minor <= 1);
-        // lbd's own head is well formed: one request line, CRLF lines, an empty line.
+        // lbd's own head is well formed by lbd's own rules: CRLF lines, an empty line.
         let written = out.data();
-        assert!(written.ends_with(b"\r\n\r\n"));
-        assert!(!written.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+        assert_eq!(
+            RequestScan::default().check(written),
+            Ok(Some(written.len()))
+        );
     }
 });

@@ -52,6 +52,18 @@ impl Decoder {
         }
     }
 
+    /// The decoder for a framing whose payload may not pass `max` bytes (unset:
+    /// [`super::MAX_BODY`]); a chunked body is refused at the size line that would pass it.
+    /// A length was checked against the same limit with the head.
+    pub fn bounded(framing: Framing, max: Option<u64>) -> Decoder {
+        match framing {
+            Framing::Chunked => {
+                Decoder::Chunked(ChunkedDecoder::new(max.unwrap_or(super::MAX_BODY)))
+            }
+            other => Decoder::new(other),
+        }
+    }
+
     /// True once the body has ended.
     pub fn is_done(&self) -> bool {
         *self == Decoder::Done

@@ -9,6 +9,7 @@ pub mod chunked;
 pub(crate) mod redirect;
 pub mod request;
 pub mod response;
+pub mod scan;
 
 pub use canned::Canned;
 pub use request::RequestError;
@@ -22,6 +23,11 @@ const HOP_BY_HOP: [&str; 6] = [
     "trailer",
     "upgrade",
 ];
+
+/// Most body bytes lbd accepts when no limit is configured (`limits.body_bytes` unset, and
+/// every response): 2^63 − 1, the largest length a signed 64-bit file offset can hold
+/// (nginx, and most servers behind lbd, use one). A larger length cannot be real.
+pub const MAX_BODY: u64 = i64::MAX as u64;
 
 /// Framing headers: lbd regenerates them from its own framing of the body, so the
 /// sender's are never copied (they are end-to-end, but the framing is lbd's).
@@ -96,17 +102,17 @@ pub fn listed_in_connection(headers: &[httparse::Header<'_>], name: &str) -> boo
         .any(|item| item.eq_ignore_ascii_case(name.as_bytes()))
 }
 
-/// Parses a `Content-Length` value strictly: ASCII digits only (no sign, space, comma or
-/// hex), at most 18 digits so it fits in `u64` without overflow checks downstream.
+/// Parses a `Content-Length` value strictly: `1*DIGIT`, ASCII digits only (no sign, space,
+/// comma or hex), as many as the head holds (leading zeros are allowed). `None` for
+/// anything else, and for a number too large for `u64` (RFC 9110 §8.6: a recipient must
+/// not let a large number overflow). Whether a length fits a limit is the caller's check.
 pub fn parse_content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(
-        value
-            .iter()
-            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
-    )
+    value.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// How a message body is delimited on the wire.
@@ -145,26 +151,6 @@ fn write_u64(out: &mut crate::buffer::Buffer, mut n: u64) {
     out.extend(&digits[i..]);
 }
 
-/// Finds the end of a head in `buf`, scanning from `from` (so a head trickled in byte by
-/// byte is scanned once, not once per read). Returns the length of the head including
-/// its terminating empty line. Lines may end in CRLF or a bare LF (RFC 9112 §2.2).
-pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from.saturating_sub(3);
-    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + pos;
-        // A head must not start with its terminator unless it was all empty lines; the
-        // httparse pass skips leading empty lines, so only "\n\n" and "\n\r\n" matter.
-        if nl + 1 < buf.len() && buf[nl + 1] == b'\n' {
-            return Some(nl + 2);
-        }
-        if nl + 2 < buf.len() && buf[nl + 1] == b'\r' && buf[nl + 2] == b'\n' {
-            return Some(nl + 3);
-        }
-        i = nl + 1;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,35 +167,16 @@ mod tests {
             (b"5,5", None),
             (b"0x10", None),
             (b"", None),
-            (b"1234567890123456789", None),
             (b"123456789012345678", Some(123456789012345678)),
+            (b"1234567890123456789", Some(1234567890123456789)),
+            (b"18446744073709551615", Some(u64::MAX)),
+            (b"18446744073709551616", None),
+            (b"99999999999999999999", None),
+            (b"000000000000000000000042", Some(42)),
         ];
         for (value, want) in table {
             assert_eq!(parse_content_length(value), *want, "{:?}", value);
         }
-    }
-
-    #[test]
-    fn head_end_at_every_split() {
-        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
-        for split in 0..head.len() {
-            // Scanning resumes where the previous scan stopped.
-            let first = find_head_end(&head[..split], 0);
-            let again = find_head_end(head, split);
-            assert!(first.is_none() || first == Some(27), "split {split}");
-            assert_eq!(again.or(first), Some(27), "split {split}");
-        }
-        assert_eq!(find_head_end(b"GET / HTTP/1.0\n\n", 0), Some(16));
-        assert_eq!(find_head_end(b"GET / HTTP/1.0\r\nA: b\r\n", 0), None);
-    }
-
-    /// A head trickled in is searched once (no O(n²)): the search resumes three bytes
-    /// before where the last one stopped, in case the terminator straddles, never from
-    /// the start; a terminator planted in the part already searched is not seen again.
-    #[test]
-    fn head_search_resumes_where_it_stopped() {
-        assert_eq!(find_head_end(b"A\n\nBBBBBB", 6), None);
-        assert_eq!(find_head_end(b"AAAA\r\n\r\n", 5), Some(8));
     }
 
     #[test]

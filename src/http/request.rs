@@ -129,9 +129,10 @@ pub struct RequestContext<'a> {
     pub tls: bool,
 }
 
-/// Parses the head `input[..head_len]` (found by [`super::find_head_end`]) and appends
-/// lbd's re-serialised upstream head to `out`. On error `out` may hold a partial head
-/// and must be cleared by the caller.
+/// Parses the head `input[..head_len]` (checked and found by [`super::scan::RequestScan`],
+/// which refuses what httparse leaves to lbd: bare LF, target bytes outside RFC 3986) and
+/// appends lbd's re-serialised upstream head to `out`. On error `out` may hold a partial
+/// head and must be cleared by the caller.
 pub fn parse(
     input: &[u8],
     ctx: &RequestContext<'_>,
@@ -145,7 +146,17 @@ pub fn parse(
         Ok(httparse::Status::Partial) => return Err(RequestError::Malformed("incomplete head")),
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadersTooLarge),
         Err(httparse::Error::Version) => {
-            return Err(RequestError::Malformed("unsupported HTTP version"))
+            return match later_minor_at(input) {
+                // RFC 9110 §2.5: HTTP/1.x with x > 1 is handled as HTTP/1.1. httparse knows
+                // 1.0 and 1.1 only: parse a copy that says 1.1 (such requests are rare
+                // enough that this one allocation never matters).
+                Some(at) => {
+                    let mut copy = input.to_vec();
+                    copy[at] = b'1';
+                    parse(&copy, ctx, out)
+                }
+                None => Err(RequestError::Malformed("unsupported HTTP version")),
+            };
         }
         Err(_) => return Err(RequestError::Malformed("invalid request head")),
     };
@@ -162,8 +173,8 @@ pub fn parse(
         facts.observe(h, ctx.hash_header)?;
     }
     let framing = facts.framing(minor)?;
-    if let (Framing::Length(n), Some(max)) = (framing, ctx.max_body) {
-        if n > max {
+    if let Framing::Length(n) = framing {
+        if n > ctx.max_body.unwrap_or(super::MAX_BODY) {
             return Err(RequestError::BodyTooLarge);
         }
     }
@@ -238,6 +249,19 @@ pub fn parse(
     })
 }
 
+/// Where the minor digit of an `HTTP/1.x` version with x from 2 to 9 sits in the request
+/// line of `head` (after any empty lines); `None` for any other version.
+fn later_minor_at(head: &[u8]) -> Option<usize> {
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let end = start
+        + head[start..]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')?;
+    let line = &head[start..end];
+    let version = line.len().checked_sub(9).map(|i| &line[i..])?;
+    (version.starts_with(b" HTTP/1.") && (b'2'..=b'9').contains(&version[8])).then_some(end - 1)
+}
+
 /// The request target after validation: the path to forward, and the authority of an
 /// absolute-form target (which replaces `Host`, RFC 9112 §3.2.2).
 struct RequestTarget<'a> {
@@ -299,7 +323,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 /// `uri-host [ ":" port ]` (RFC 3986): reg-name or IP-literal characters only, no
-/// userinfo, no whitespace, a numeric port.
+/// userinfo, no whitespace, a numeric port that fits TCP's 16 bits (at most 65535).
 pub(crate) fn is_valid_host(host: &[u8]) -> bool {
     if host.is_empty() || host.len() > 255 {
         return false;
@@ -332,7 +356,14 @@ pub(crate) fn is_valid_host(host: &[u8]) -> bool {
     let _ = name;
     match port {
         [] => true,
-        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        [b':', digits @ ..] => {
+            digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits
+                    .iter()
+                    .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
+                    <= u32::from(u16::MAX)
+        }
         _ => false,
     }
 }
@@ -480,6 +511,26 @@ mod tests {
         assert!(!out.contains("Expect"), "{out}");
     }
 
+    /// RFC 9110 §2.5: a later HTTP/1.x minor version is HTTP/1.1 (Host required,
+    /// persistent by default), and lbd's request line says HTTP/1.1.
+    #[test]
+    fn later_minor_versions_are_http11() {
+        for version in ["1.2", "1.9"] {
+            let (head, out) = run(&format!("\r\nGET / HTTP/{version}\r\nHost: a\r\n\r\n")).unwrap();
+            assert_eq!((head.minor, head.keep_alive, head.head_len), (1, true, 29));
+            assert!(out.starts_with("GET / HTTP/1.1\r\nHost: a\r\n"), "{out}");
+        }
+        let no_host = run("GET / HTTP/1.2\r\n\r\n").unwrap_err();
+        assert_eq!(no_host, RequestError::Malformed("missing Host"));
+        for version in ["1.10", "2.0", "0.9", "1.a"] {
+            let input = format!("GET / HTTP/{version}\r\nHost: a\r\n\r\n");
+            assert!(
+                matches!(run(&input), Err(RequestError::Malformed(_))),
+                "{input}"
+            );
+        }
+    }
+
     #[test]
     fn absolute_form_becomes_origin_form() {
         let (_, out) = run("GET http://Origin:81/x HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
@@ -511,6 +562,9 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n", |e| matches!(e, Malformed(_))),
+            ("GET http://b:65536/ HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET a HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
@@ -531,6 +585,8 @@ mod tests {
             ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n", |e| e == BodyTooLarge),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1234567890123456789\r\n\r\n", |e| e == BodyTooLarge),
+            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n", |e| e == BodyTooLarge),
         ];
         for (input, verdict) in table {
             let got = run(input).map(|(h, _)| h);
@@ -539,6 +595,26 @@ mod tests {
                 other => panic!("{input:?}: got {other:?}"),
             }
         }
+    }
+
+    /// Without `limits.body_bytes`, a length over `MAX_BODY` (2^63 − 1) is still too large;
+    /// up to it, any length is forwarded.
+    #[test]
+    fn unlimited_bodies_stop_at_max_body() {
+        let unlimited = RequestContext {
+            max_body: None,
+            ..ctx()
+        };
+        let mut pool = BufPool::new(256, 1);
+        let mut out = Buffer::default();
+        out.ensure(&mut pool);
+        let head = |n: u64| format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {n}\r\n\r\n");
+        let max = crate::http::MAX_BODY;
+        let got = parse(head(max).as_bytes(), &unlimited, &mut out).map(|h| h.framing);
+        assert_eq!(got, Ok(Framing::Length(max)));
+        out.clear();
+        let got = parse(head(max + 1).as_bytes(), &unlimited, &mut out);
+        assert_eq!(got.unwrap_err(), RequestError::BodyTooLarge);
     }
 
     #[test]
@@ -552,14 +628,14 @@ mod tests {
     }
 }
 
-/// Properties over generated and arbitrary heads: the incremental head search (as a
-/// session runs it, resuming from what it already scanned) and the parse give the same
-/// answer for any split of the input as for the input in one piece; nothing panics.
+/// Properties over generated and arbitrary heads: the incremental head check (as a
+/// session runs it, resuming where it stopped) and the parse give the same answer for any
+/// split of the input as for the input in one piece; nothing panics.
 #[cfg(test)]
 mod props {
     use super::*;
     use crate::buffer::BufPool;
-    use crate::http::find_head_end;
+    use crate::http::scan::RequestScan;
     use proptest::prelude::*;
 
     /// Lines heads are assembled from: valid, borderline and hostile.
@@ -620,6 +696,7 @@ mod props {
         prop_oneof![assembled(), prop::collection::vec(any::<u8>(), 0..200)]
     }
 
+    /// Where the head ended (0 when the scan refused it) and the parse's answer.
     type Outcome = Option<(usize, Result<(RequestHead, Vec<u8>), RequestError>)>;
 
     fn parse_head(head: &[u8]) -> Result<(RequestHead, Vec<u8>), RequestError> {
@@ -637,15 +714,19 @@ mod props {
         parse(head, &ctx, &mut out).map(|h| (h, out.data().to_vec()))
     }
 
-    /// The session's way: search what has arrived, resume from there on the next read.
+    /// The session's way: check what has arrived, resume from there on the next read,
+    /// parse the head once it is complete.
     fn in_pieces(input: &[u8], splits: &[usize]) -> Outcome {
-        let mut scanned = 0;
+        let mut scan = RequestScan::default();
+        let mut arrived = 0;
         for end in splits.iter().copied().chain([input.len()]) {
-            let data = &input[..end.max(scanned)];
-            if let Some(head_end) = find_head_end(data, scanned) {
-                return Some((head_end, parse_head(&data[..head_end])));
+            arrived = arrived.max(end);
+            let data = &input[..arrived];
+            match scan.check(data) {
+                Ok(Some(head_end)) => return Some((head_end, parse_head(&data[..head_end]))),
+                Ok(None) => {}
+                Err(e) => return Some((0, Err(e))),
             }
-            scanned = data.len();
         }
         None
     }
@@ -665,9 +746,11 @@ mod props {
             // Byte by byte, the slowest trickle.
             let every: Vec<usize> = (0..input.len()).collect();
             prop_assert_eq!(in_pieces(&input, &every), whole.clone());
-            if let Some((end, Ok((head, _)))) = whole {
-                // httparse and the head search agree on where the head ends.
+            if let Some((end, Ok((head, out)))) = whole {
+                // httparse and the head check agree on where the head ends.
                 prop_assert_eq!(head.head_len, end);
+                // lbd's own head passes lbd's own check.
+                prop_assert_eq!(RequestScan::default().check(&out), Ok(Some(out.len())));
             }
             // The parser alone never panics on arbitrary bytes either.
             let _ = parse_head(&input);

@@ -64,8 +64,9 @@ pub struct ResponseHead {
     pub client_keep_alive: bool,
 }
 
-/// Parses `input[..head_len]` and appends the client-facing head to `out` (nothing for
-/// an interim response an HTTP/1.0 client must not see).
+/// Parses `input[..head_len]` (checked and found by [`super::scan::ResponseScan`]) and
+/// appends the client-facing head to `out` (nothing for an interim response an HTTP/1.0
+/// client must not see).
 pub fn parse(
     input: &[u8],
     ctx: &ResponseContext,
@@ -77,6 +78,18 @@ pub fn parse(
     let mut res = httparse::Response::new(&mut storage);
     let head_len = match res.parse(input) {
         Ok(httparse::Status::Complete(n)) => n,
+        Err(httparse::Error::Version) => {
+            return match later_minor_at(input) {
+                // RFC 9110 §2.5: HTTP/1.x with x > 1 is handled as HTTP/1.1; httparse
+                // knows 1.0 and 1.1 only, so a copy that says 1.1 is parsed (rare).
+                Some(at) => {
+                    let mut copy = input.to_vec();
+                    copy[at] = b'1';
+                    parse(&copy, ctx, out)
+                }
+                None => Err(ResponseError::Malformed),
+            };
+        }
         _ => return Err(ResponseError::Malformed),
     };
     let (Some(minor), Some(status)) = (res.version, res.code) else {
@@ -189,6 +202,15 @@ pub fn parse(
     Ok(head)
 }
 
+/// Where the minor digit of an `HTTP/1.x` version with x from 2 to 9 sits in the status
+/// line of `head` (after any empty lines, which httparse skips); `None` otherwise.
+fn later_minor_at(head: &[u8]) -> Option<usize> {
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let line = head.get(start..start + 9)?;
+    (line.starts_with(b"HTTP/1.") && (b'2'..=b'9').contains(&line[7]) && line[8] == b' ')
+        .then_some(start + 7)
+}
+
 /// The standard reason phrase, for heads that came with none.
 pub fn default_reason(status: u16) -> &'static str {
     match status {
@@ -286,6 +308,24 @@ mod tests {
             out.contains("Connection: close") && !out.contains("chunked"),
             "{out}"
         );
+    }
+
+    /// RFC 9110 §2.5: a later HTTP/1.x minor version is HTTP/1.1 (chunked allowed,
+    /// persistent by default); lbd's status line says HTTP/1.1 anyway.
+    #[test]
+    fn later_minor_versions_are_http11() {
+        let (h, out) = run(
+            "HTTP/1.5 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            GET11,
+        )
+        .unwrap();
+        assert_eq!(h.upstream_framing, Framing::Chunked);
+        assert!(h.upstream_keep_alive);
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        for version in ["1.10", "2.0", "1.a"] {
+            let input = format!("HTTP/{version} 200 OK\r\n\r\n");
+            assert_eq!(run(&input, GET11).unwrap_err(), ResponseError::Malformed);
+        }
     }
 
     #[test]

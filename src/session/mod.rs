@@ -23,6 +23,7 @@ use crate::access::{self, RequestInfo};
 use crate::config::HashKey;
 use crate::fault::Fault;
 use crate::http::request::RequestHead;
+use crate::http::scan::RequestScan;
 use crate::http::{self, Framing, RequestError};
 use crate::net::{Io, Peer};
 
@@ -83,10 +84,11 @@ enum Phase {
     /// Part of a request head has arrived; the rest is due by `client_header` (from
     /// accept for the first request, from its first byte for later ones).
     Head {
-        /// When a 408 answers the incomplete head.
+        /// When a 408 answers the incomplete head (or, if only empty lines came, when
+        /// the connection closes without an answer).
         deadline: Instant,
-        /// Bytes of `client_in` already searched for the end of the head.
-        scanned: usize,
+        /// The check of the bytes of `client_in` received so far, resumed on each read.
+        scan: RequestScan,
     },
     /// One request/response in progress.
     Exchange(Exchange),
@@ -210,7 +212,7 @@ impl Session {
     /// Handles the deadline having passed at `env.now`.
     pub fn expire(&mut self, sid: usize, env: &mut Env) -> Drive {
         match &mut self.phase {
-            Phase::Head { .. } if self.conn.client_out.is_empty() => {
+            Phase::Head { scan, .. } if self.conn.client_out.is_empty() && !scan.is_blank() => {
                 log::debug!("client={} header timeout", self.conn.addr);
                 self.refuse(Fault::HeaderTimeout, None, env);
             }
@@ -242,7 +244,8 @@ impl Session {
 
     /// Asks the session to finish: idle ones close now, others after their exchange.
     pub fn begin_shutdown(&mut self) {
-        if self.is_idle() {
+        let blank = matches!(&self.phase, Phase::Head { scan, .. } if scan.is_blank());
+        if self.is_idle() || (blank && self.conn.client_out.is_empty()) {
             self.phase = Phase::Done;
         }
     }
@@ -408,17 +411,9 @@ impl Session {
             // The previous response is still leaving; pipelined heads wait their turn.
             return Progress::Idle;
         }
-        let scanned = match self.phase {
-            Phase::Head { scanned, .. } => scanned,
+        let (deadline, mut scan) = match self.phase {
+            Phase::Head { deadline, scan } => (deadline, scan),
             Phase::Fresh { deadline } | Phase::Idle { deadline } => {
-                // RFC 9112 §2.2: ignore empty lines before a request line.
-                let blank = conn
-                    .client_in
-                    .data()
-                    .iter()
-                    .take_while(|&&b| b == b'\r' || b == b'\n')
-                    .count();
-                conn.client_in.advance(blank);
                 if conn.client_in.is_empty() {
                     conn.client_in.reset_if_empty();
                     if conn.peer.is_eof() || env.shutting_down {
@@ -432,20 +427,26 @@ impl Session {
                     Phase::Fresh { .. } => deadline,
                     _ => env.now + env.config().timeouts.client_header,
                 };
-                self.phase = Phase::Head {
-                    deadline,
-                    scanned: 0,
-                };
-                0
+                (deadline, RequestScan::default())
             }
             _ => return Progress::Idle,
         };
         let limits = env.config().limits;
         let data = conn.client_in.data();
-        let Some(end) = http::find_head_end(data, scanned) else {
-            if let Phase::Head { scanned, .. } = &mut self.phase {
-                *scanned = data.len();
+        // Every byte is checked as it arrives: a head that can no longer become valid is
+        // refused now, not when client_header expires.
+        let checked = scan.check(data);
+        self.phase = Phase::Head { deadline, scan };
+        let end = match checked {
+            Ok(end) => end,
+            Err(e) => {
+                log::debug!("client={} refused request: {e}", conn.addr);
+                let info = RequestInfo::from_head(data);
+                self.refuse(Fault::Refused(e), Some(info), env);
+                return Progress::Moved;
             }
+        };
+        let Some(end) = end else {
             if data.len() >= limits.head_bytes || conn.client_in.room() == 0 {
                 let e = too_large(data, limits.head_bytes);
                 self.refuse(Fault::Refused(e), None, env);

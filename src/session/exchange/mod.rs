@@ -32,6 +32,7 @@ use crate::fault::Fault;
 use crate::http::body::{Decoder, Encoder};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::ResponseHead;
+use crate::http::scan::ResponseScan;
 use crate::retry::Attempts;
 use crate::snapshot::Lease;
 use crate::upstream::UpstreamId;
@@ -117,8 +118,8 @@ enum Attempt {
 /// Progress of a response head on one attempt.
 #[derive(Debug, Clone, Copy, Default)]
 struct HeadWait {
-    /// Bytes of `upstream_in` already searched for the end of the head.
-    scanned: usize,
+    /// The check of the head's bytes in `upstream_in` so far, resumed on each read.
+    scan: ResponseScan,
     /// Response bytes received on this attempt (interim heads included).
     received: usize,
 }
@@ -205,7 +206,7 @@ impl Exchange {
         Exchange {
             req,
             body: RequestBody {
-                dec: Decoder::new(req.framing),
+                dec: Decoder::bounded(req.framing, env.config().limits.body_bytes),
                 enc: Encoder::new(req.framing),
                 read: 0,
                 replayable: true,

@@ -6,9 +6,10 @@
 use super::{After, Attempt, Exchange, Flow, HeadWait, Outcome, Relay, Upload, MAX_INTERIM};
 use crate::fault::Fault;
 use crate::http::body::{self, BodyError, Decoder, Encoder};
-use crate::http::find_head_end;
+use crate::http::chunked::ChunkedError;
 use crate::http::request::Method;
 use crate::http::response::{self, ResponseContext};
+use crate::http::scan::ResponseScan;
 use crate::net::{Io, Peer};
 use crate::retry::Failure;
 use crate::session::{Conn, Env, Progress};
@@ -50,10 +51,10 @@ impl Exchange {
             Ok(t) => t,
             Err(e) => {
                 log::debug!("client={} bad request body: {e}", conn.addr);
-                let fault = if eof && e == BodyError::Truncated {
-                    Fault::ClientClosed
-                } else {
-                    Fault::BadBody
+                let fault = match e {
+                    BodyError::Truncated if eof => Fault::ClientClosed,
+                    BodyError::Chunked(ChunkedError::TooLarge) => Fault::BodyTooLarge,
+                    _ => Fault::BadBody,
                 };
                 return Flow::Break(self.end(fault, conn, env));
             }
@@ -170,8 +171,16 @@ impl Exchange {
                 _ => return Flow::Continue(progress),
             };
             let data = conn.upstream_in.data();
-            let Some(end) = find_head_end(data, head.scanned) else {
-                head.scanned = data.len();
+            // Every byte is checked as it arrives: 502 as soon as the bytes can no longer
+            // become a valid head, not when upstream_response expires.
+            let end = match head.scan.check(data) {
+                Ok(end) => end,
+                Err(e) => {
+                    log::debug!("backend={} {e}", self.backend_name(env));
+                    return Flow::Break(self.end(Fault::BadResponse, conn, env));
+                }
+            };
+            let Some(end) = end else {
                 let received = head.received;
                 // The head limit is the request-side buffer size (16 KiB or head_bytes).
                 if data.len() >= env.bufs.size() {
@@ -207,7 +216,7 @@ impl Exchange {
                 Ok(parsed) => {
                     conn.upstream_in.advance(parsed.head_len);
                     *head = HeadWait {
-                        scanned: 0,
+                        scan: ResponseScan::default(),
                         received: head.received,
                     };
                     progress = Progress::Moved;
