@@ -26,10 +26,15 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
+// Public for the `proxy_header` fuzz target; wired in by the accept path (issue 12).
+pub mod proxy_protocol;
 
 mod access;
 mod admin;
 mod bounds;
+// Wired in by the accept path (issue 12).
+#[allow(dead_code)]
+mod cidr;
 mod control;
 mod fault;
 mod grammar;
