@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod route;
 
 mod access;
 mod admin;
