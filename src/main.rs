@@ -26,7 +26,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check(path) => match Config::load(&path) {
-            Ok(_) => {
+            Ok(config) => {
+                for warning in config.warnings() {
+                    eprintln!("lbd: {}: warning: {warning}", path.display());
+                }
                 println!("config ok");
                 ExitCode::SUCCESS
             }
