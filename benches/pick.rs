@@ -44,6 +44,7 @@ fn setup(algorithm: Kind, slow_start: Option<Duration>) -> Arc<Setup> {
         .map(|(i, &weight)| {
             Arc::new(Backend::new(&BackendConfig {
                 address: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                host_port: String::new(),
                 weight,
                 name: format!("b{i}"),
             }))

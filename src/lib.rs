@@ -28,6 +28,7 @@ pub mod demo;
 pub mod http;
 // Public for the `proxy_header` fuzz target; wired in by the accept path (issue 12).
 pub mod proxy_protocol;
+pub mod route;
 
 mod access;
 mod admin;

@@ -252,6 +252,7 @@ pub(crate) mod testing {
             .map(|(i, &weight)| {
                 Arc::new(Backend::new(&BackendConfig {
                     address: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                    host_port: String::new(),
                     weight,
                     name: format!("b{i}"),
                 }))

@@ -3,6 +3,7 @@
 //! can build and the rest of lbd trusts without re-checking.
 
 mod parse;
+mod pools;
 mod raw;
 #[cfg(feature = "tls")]
 mod tls;
@@ -12,11 +13,13 @@ use std::ops::Deref;
 use std::path::Path;
 
 use crate::bounds::{MAX_ATTEMPTS, MAX_HEADERS};
-use crate::grammar::is_token_byte;
+use crate::route::RouteSpec;
 
+pub use pools::{Pool, DEFAULT_POOL};
 pub use raw::{
-    AdminConfig, Algorithm, BackendConfig, BalancerConfig, CertificateConfig, HashKey, Health,
-    Limits, Log, RawConfig, RetryPolicy, ServerConfig, Timeouts, TlsConfig, TlsVersion,
+    AdminConfig, Algorithm, BackendConfig, BalancerConfig, CertificateConfig, DnsConfig, HashKey,
+    Health, HealthOverrides, Limits, Log, PoolConfig, RawConfig, RetryPolicy, RouteConfig,
+    ServerConfig, Timeouts, TlsConfig, TlsVersion,
 };
 #[cfg(feature = "tls")]
 pub use tls::{crypto_provider, LoadedCertificate, TlsServer, TLS_BUFFER_LIMIT};
@@ -35,11 +38,19 @@ impl std::error::Error for ConfigError {}
 
 /// A validated configuration: a [`RawConfig`] that passed [`RawConfig::validate`]
 /// (backend names filled in, every limit in range, cross-field rules kept, certificate
-/// files loaded and matched). Read its sections through `Deref`; it cannot be changed or
-/// built any other way.
+/// files loaded and matched), with the pools and routes derived from it. Read its
+/// sections through `Deref` (`backends`, `balancer` and `health` are the `default`
+/// pool's); it cannot be changed or built any other way.
 #[derive(Debug, Clone)]
 pub struct Config {
     raw: RawConfig,
+    /// Every pool: the `default` one of the top-level `[[backend]]`s first when there are
+    /// any, then the `[[pool]]` tables in file order. Names are unique.
+    pools: Vec<Pool>,
+    /// The routes in file order; each `pool` is an index into `pools`.
+    routes: Vec<RouteSpec>,
+    /// Index in `pools` of the pool named `default`.
+    default_pool: Option<usize>,
     /// `[tls]` loaded: the certificates and the rustls configuration built from them.
     #[cfg(feature = "tls")]
     tls_server: Option<TlsServer>,
@@ -55,8 +66,10 @@ impl Deref for Config {
 }
 
 impl Config {
-    /// Problems worth a warning that do not make the file invalid (an expired
-    /// certificate, ...), one line each naming the key.
+    /// What is valid but probably not meant, one line each naming the key (`lbd --check`
+    /// prints them, a start or reload logs them): an expired certificate, unmatched
+    /// requests answered 404 for want of a default pool, a catch-all route leaving the
+    /// default pool nothing, routes to pools without backends, pools no route names.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
@@ -79,6 +92,30 @@ impl Config {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigError(e.to_string().trim_end().to_owned()))?;
         raw.validate()
+    }
+
+    /// Every pool: `default` (the top-level `[[backend]]`s, `[balancer]` and `[health]`)
+    /// first when the file has top-level backends, then the `[[pool]]` tables in file
+    /// order.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// The index in [`Config::pools`] of the pool named `default`, which requests that
+    /// match no route go to; `None`: they get 404 (reason `no_route`).
+    pub fn default_pool(&self) -> Option<usize> {
+        self.default_pool
+    }
+
+    /// The index in [`Config::pools`] of the pool named `name`.
+    pub fn pool_index(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.name == name)
+    }
+
+    /// The routes in file order, host patterns lower-cased, each `pool` an index into
+    /// [`Config::pools`]; the input of `route::RouteTable::new`.
+    pub fn routes(&self) -> &[RouteSpec] {
+        &self.routes
     }
 
     /// This configuration for a running lbd whose configuration is `running`: the keys
@@ -117,7 +154,8 @@ impl Config {
 
 impl RawConfig {
     /// Checks every value and cross-field rule, fills derived defaults (backend names),
-    /// and returns the configuration lbd can run; the error names the key.
+    /// derives the pools and routes, and returns the configuration lbd can run; the
+    /// error names the key.
     pub fn validate(mut self) -> Result<Config, ConfigError> {
         let err = |key: &str, what: &str| Err(ConfigError(format!("{key}: {what}")));
         if self.server.workers == 0 || self.server.workers > 1024 {
@@ -144,27 +182,10 @@ impl RawConfig {
         if self.retry.same_backend > 100 {
             return err("retry.same_backend", "must be at most 100");
         }
-        if self.health.rise == 0 || self.health.fall == 0 {
-            return err("health.rise/health.fall", "must be at least 1");
-        }
-        if self.health.interval.is_zero() || self.health.timeout.is_zero() {
-            return err("health.interval/health.timeout", "must be longer than 0");
-        }
-        if let Some(path) = &self.health.path {
-            if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-                return err(
-                    "health.path",
-                    "must start with '/' and contain no spaces or controls",
-                );
-            }
-        }
-        if self.balancer.hash_key != HashKey::Ip
-            && self.balancer.algorithm != Algorithm::ConsistentHash
-        {
-            return err(
-                "balancer.hash_key",
-                "is only used with algorithm = \"consistent_hash\"",
-            );
+        pools::check_health("health", &self.health)?;
+        pools::check_balancer("balancer", &self.balancer)?;
+        if self.dns.interval.is_zero() {
+            return err("dns.interval", "must be longer than 0");
         }
         let t = &self.timeouts;
         let all = [
@@ -180,43 +201,13 @@ impl RawConfig {
                 return err(&format!("timeouts.{key}"), "must be longer than 0");
             }
         }
-        if self.backends.is_empty() {
-            return err("backend", "at least one [[backend]] is required");
-        }
-        if self.backends.len() > 10_000 {
-            return err("backend", "at most 10000 backends");
-        }
-        for (i, b) in self.backends.iter_mut().enumerate() {
-            if b.weight == 0 || b.weight > 1000 {
-                return err(
-                    &format!("backend[{i}].weight"),
-                    "must be between 1 and 1000",
-                );
-            }
-            if b.name.is_empty() {
-                b.name = b.address.to_string();
-            }
-            if !b
-                .name
-                .bytes()
-                .all(|c| is_token_byte(c) || c == b':' || c == b'[' || c == b']')
-            {
-                return err(
-                    &format!("backend[{i}].name"),
-                    "may contain only token characters (RFC 9110) and :[]",
-                );
-            }
-        }
-        for (i, b) in self.backends.iter().enumerate() {
-            if self.backends[..i].iter().any(|o| o.name == b.name) {
-                return err(
-                    &format!("backend[{i}].name"),
-                    &format!("duplicate name {:?}", b.name),
-                );
-            }
-        }
+        let pools::Validated {
+            pools,
+            routes,
+            default_pool,
+        } = pools::validate(&mut self)?;
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
-        let mut warnings = Vec::new();
+        let mut warnings = pools::warnings(&pools, &routes, default_pool);
         #[cfg(feature = "tls")]
         let tls_server = self.load_tls(&mut warnings)?;
         #[cfg(not(feature = "tls"))]
@@ -225,6 +216,9 @@ impl RawConfig {
         }
         Ok(Config {
             raw: self,
+            pools,
+            routes,
+            default_pool,
             #[cfg(feature = "tls")]
             tls_server,
             warnings,
@@ -330,6 +324,59 @@ access = false
         assert_eq!(c.retry.delay, Duration::from_millis(10));
         assert_eq!(c.limits.body_bytes, Some(104857600));
         assert_eq!(c.health.path.as_deref(), Some("/healthz"));
+    }
+
+    /// A file written before pools and routes is one pool named `default` whose
+    /// backends, balancer and health are the top-level ones, as they always were.
+    #[test]
+    fn a_file_without_pools_is_the_default_pool() {
+        let c = Config::parse(FULL).unwrap();
+        assert_eq!(c.pools().len(), 1);
+        assert_eq!(c.default_pool(), Some(0));
+        let pool = &c.pools()[0];
+        assert_eq!(pool.name, DEFAULT_POOL);
+        assert_eq!(pool.backends, c.backends);
+        assert_eq!(pool.balancer, c.balancer);
+        assert_eq!(pool.health, c.health);
+        assert!(c.routes().is_empty());
+        assert!(c.warnings().is_empty());
+        let b = &c.backends;
+        let got: Vec<_> = b
+            .iter()
+            .map(|b| {
+                (
+                    b.name.as_str(),
+                    b.host_port.as_str(),
+                    b.address.port(),
+                    b.weight,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b1", "127.0.0.1:8081", 8081, 1),
+                ("127.0.0.1:8082", "127.0.0.1:8082", 8082, 1)
+            ]
+        );
+        assert_eq!(c.balancer, BalancerConfig::default());
+        assert_eq!(
+            c.health,
+            Health {
+                path: Some("/healthz".into()),
+                ..Health::default()
+            }
+        );
+        // The same as a configuration built in code.
+        let addrs = [
+            "127.0.0.1:8081".parse().unwrap(),
+            "127.0.0.1:8082".parse().unwrap(),
+        ];
+        let mut raw = RawConfig::new("127.0.0.1:8080".parse().unwrap(), &addrs);
+        raw.backends[0].name = "b1".into();
+        let built = raw.validate().unwrap();
+        assert_eq!(built.backends, c.backends);
+        assert_eq!(built.pools()[0].backends, pool.backends);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Deserializers for the value types the TOML file spells as strings: durations with a
-//! unit (`"250ms"`, `"2s"`, `"1m"`) and socket addresses (`"host:port"`).
+//! unit (`"250ms"`, `"2s"`, `"1m"`) and socket addresses (`"host:port"`, or an IP literal
+//! `"IP:PORT"` where no name may be resolved).
 //!
 //! They run inside serde, so a bad value is reported by `toml` with its key and line.
 
@@ -50,6 +51,18 @@ pub(super) fn address(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("address {text:?} resolves to nothing"))
 }
 
+/// Parses `"IP:PORT"` without resolving anything: an IP literal (IPv6 in brackets) and a
+/// port other than 0.
+pub(super) fn ip_address(text: &str) -> Result<SocketAddr, String> {
+    match text.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() != 0 => Ok(addr),
+        Ok(_) => Err(format!("address {text:?} needs a port other than 0")),
+        Err(_) => Err(format!(
+            "address {text:?} must be IP:PORT (an IP literal, IPv6 in brackets; no name)"
+        )),
+    }
+}
+
 /// serde adapter for a required duration.
 pub(super) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
@@ -68,6 +81,23 @@ pub(super) fn de_opt_duration<'de, D: Deserializer<'de>>(
 pub(super) fn de_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let text = String::deserialize(d)?;
     address(&text).map_err(D::Error::custom)
+}
+
+/// serde adapter for a socket address that also keeps the text as written.
+pub(super) fn de_address_as_written<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<(SocketAddr, String), D::Error> {
+    let text = String::deserialize(d)?;
+    let addr = address(&text).map_err(D::Error::custom)?;
+    Ok((addr, text))
+}
+
+/// serde adapter for an optional IP-literal socket address.
+pub(super) fn de_ip_address<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    ip_address(&text).map(Some).map_err(D::Error::custom)
 }
 
 #[cfg(test)]
@@ -103,5 +133,14 @@ mod tests {
         assert_eq!(address("localhost:81").unwrap().port(), 81);
         assert!(address("127.0.0.1").is_err());
         assert!(address("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn ip_addresses() {
+        assert_eq!(ip_address("127.0.0.1:53").unwrap().port(), 53);
+        assert_eq!(ip_address("[::1]:5353").unwrap().port(), 5353);
+        for bad in ["localhost:53", "127.0.0.1", "127.0.0.1:0", "::1:53", ""] {
+            assert!(ip_address(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::parse::{de_address, de_duration, de_opt_duration};
+use super::parse::{
+    de_address, de_address_as_written, de_duration, de_ip_address, de_opt_duration,
+};
 use crate::grammar::is_token_byte;
 
 /// The configuration as the file states it (or as an embedder builds it), before
@@ -33,9 +35,23 @@ pub struct RawConfig {
     /// Health probes.
     #[serde(default)]
     pub health: Health,
-    /// The origin servers; at least one.
+    /// The origin servers of the pool named `default` (the one requests that match no
+    /// route go to); at least one unless `[[route]]`s are configured. After validation:
+    /// the `default` pool's backends, also when that pool is a `[[pool]]` table, and
+    /// empty when there is no default pool.
     #[serde(rename = "backend", default)]
     pub backends: Vec<BackendConfig>,
+    /// The `[[pool]]` tables as written, in file order; [`super::Config::pools`] is the
+    /// validated list (with the `default` pool).
+    #[serde(rename = "pool", default)]
+    pub pool_tables: Vec<PoolConfig>,
+    /// The `[[route]]` tables as written, in file order; [`super::Config::routes`] is the
+    /// validated list.
+    #[serde(rename = "route", default)]
+    pub route_tables: Vec<RouteConfig>,
+    /// Re-resolution of backend addresses given as names.
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// Optional admin listener.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
@@ -207,7 +223,7 @@ impl<'de> Deserialize<'de> for HashKey {
 }
 
 /// `[balancer]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BalancerConfig {
     /// The algorithm every worker's pick uses.
@@ -265,7 +281,7 @@ impl Default for RetryPolicy {
 }
 
 /// `[health]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Health {
     /// Time between probe rounds.
@@ -294,20 +310,146 @@ impl Default for Health {
     }
 }
 
-/// One `[[backend]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[backend]]` (or `[[pool.backend]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "BackendFields")]
 pub struct BackendConfig {
-    /// Where the origin server listens.
-    #[serde(deserialize_with = "de_address")]
+    /// Where the origin server listens (a name in `host_port` resolved to its first
+    /// address when the file was loaded).
     pub address: SocketAddr,
+    /// The address as the file wrote it (`"api-1.internal:8080"`, `"10.0.0.7:80"`), so
+    /// that a name can be told from an IP literal and resolved again; empty: the text of
+    /// `address` (filled in by validation).
+    pub host_port: String,
     /// Relative share for weighted algorithms; at least 1.
-    #[serde(default = "default_weight")]
     pub weight: u32,
     /// Name in logs, metrics and the admin API; empty: the address (filled in by
     /// validation).
-    #[serde(default)]
     pub name: String,
+}
+
+/// The keys of a `[[backend]]` table as serde reads them; the address parser keeps the
+/// text beside the resolved address (one key, two fields), and its errors keep the key's
+/// line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendFields {
+    #[serde(deserialize_with = "de_address_as_written")]
+    address: (SocketAddr, String),
+    #[serde(default = "default_weight")]
+    weight: u32,
+    #[serde(default)]
+    name: String,
+}
+
+impl From<BackendFields> for BackendConfig {
+    fn from(f: BackendFields) -> BackendConfig {
+        BackendConfig {
+            address: f.address.0,
+            host_port: f.address.1,
+            weight: f.weight,
+            name: f.name,
+        }
+    }
+}
+
+/// One `[[pool]]`: a named set of backends with its own balancer and health settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Unique; `[A-Za-z0-9_.-]+`. Routes name the pool by it.
+    pub name: String,
+    /// As `balancer.algorithm` (its default, not the `[balancer]` value, when absent).
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// As `balancer.hash_key`.
+    #[serde(default)]
+    pub hash_key: HashKey,
+    /// As `balancer.slow_start`.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub slow_start: Option<Duration>,
+    /// Keys of `[health]` that differ for this pool.
+    #[serde(default)]
+    pub health: HealthOverrides,
+    /// The pool's origin servers (`[[pool.backend]]`); may be empty.
+    #[serde(rename = "backend", default)]
+    pub backends: Vec<BackendConfig>,
+}
+
+impl PoolConfig {
+    /// The pool's balancer keys as a `[balancer]` section.
+    pub fn balancer(&self) -> BalancerConfig {
+        BalancerConfig {
+            algorithm: self.algorithm,
+            hash_key: self.hash_key.clone(),
+            slow_start: self.slow_start,
+        }
+    }
+}
+
+/// A pool's `health = { ... }`: each key present replaces that key of `[health]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthOverrides {
+    /// Replaces `health.interval`.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub interval: Option<Duration>,
+    /// Replaces `health.timeout`.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Replaces `health.rise`.
+    pub rise: Option<u32>,
+    /// Replaces `health.fall`.
+    pub fall: Option<u32>,
+    /// Replaces `health.path` (an HTTP check; an override cannot go back to TCP).
+    pub path: Option<String>,
+}
+
+impl HealthOverrides {
+    /// `base` with these overrides applied.
+    pub fn apply(&self, base: &Health) -> Health {
+        Health {
+            interval: self.interval.unwrap_or(base.interval),
+            timeout: self.timeout.unwrap_or(base.timeout),
+            rise: self.rise.unwrap_or(base.rise),
+            fall: self.fall.unwrap_or(base.fall),
+            path: self.path.clone().or_else(|| base.path.clone()),
+        }
+    }
+}
+
+/// One `[[route]]`: which requests go to which pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `"api.example.com"` or `"*.example.com"`; absent: any host.
+    pub host: Option<String>,
+    /// Matched against the start of the path; default `"/"`.
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    /// The name of the pool matching requests go to.
+    pub pool: String,
+}
+
+/// `[dns]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// How often backend names are resolved again (sooner when a record's TTL says so).
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// The DNS server lbd queries itself (`IP:PORT`); `None`: the system resolver.
+    #[serde(deserialize_with = "de_ip_address")]
+    pub resolver: Option<SocketAddr>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            interval: Duration::from_secs(30),
+            resolver: None,
+        }
+    }
 }
 
 /// `[admin]`.
@@ -339,6 +481,10 @@ fn default_weight() -> u32 {
     1
 }
 
+fn default_path_prefix() -> String {
+    "/".to_owned()
+}
+
 impl RawConfig {
     /// A configuration for `listen` in front of `backends`, everything else default:
     /// the start of an embedder's (or a test's) configuration; change fields, then
@@ -359,10 +505,14 @@ impl RawConfig {
                 .iter()
                 .map(|&address| BackendConfig {
                     address,
+                    host_port: String::new(),
                     weight: 1,
                     name: String::new(),
                 })
                 .collect(),
+            pool_tables: Vec::new(),
+            route_tables: Vec::new(),
+            dns: DnsConfig::default(),
             admin: None,
             log: Log::default(),
             tls: None,

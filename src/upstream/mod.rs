@@ -370,6 +370,7 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let backend = Arc::new(Backend::new(&BackendConfig {
                 address: listener.local_addr().unwrap(),
+                host_port: String::new(),
                 weight: 1,
                 name: "b".into(),
             }));
