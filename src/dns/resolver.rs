@@ -215,7 +215,10 @@ mod tests {
         DnsSettings {
             interval,
             resolver: Some(dns.addr()),
-            timeout: Duration::from_millis(200),
+            // Long enough that a loaded machine does not fail a resolution by accident
+            // (a failure waits the whole interval); the tests that expect timeouts set
+            // their own.
+            timeout: Duration::from_secs(1),
             attempts: 2,
             min_refresh: Duration::from_millis(50),
         }
@@ -244,11 +247,11 @@ mod tests {
         let dns = TestDns::start();
         let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7));
         dns.set("api.test", &[(v4(7), 60), (v6, 60)]);
-        let interval = Duration::from_secs(60);
-        let (resolver, rx) = spawn(
-            settings(&dns, interval),
-            &[("api.test", 8080), ("api.test", 9090)],
-        );
+        let s = DnsSettings {
+            timeout: WITHIN, // no resend: the query count below stays exact
+            ..settings(&dns, Duration::from_secs(60))
+        };
+        let (resolver, rx) = spawn(s, &[("api.test", 8080), ("api.test", 9090)]);
         let mut updates = [next(&rx), next(&rx)];
         updates.sort_by_key(|u| u.service.port);
         for (u, port) in updates.iter().zip([8080, 9090]) {
@@ -322,10 +325,11 @@ mod tests {
     fn a_server_down_keeps_the_members_until_it_answers_again() {
         let dns = TestDns::start();
         dns.set("svc.test", &[(v4(1), 86_400)]);
-        let (resolver, rx) = spawn(
-            settings(&dns, Duration::from_millis(100)),
-            &[("svc.test", 80)],
-        );
+        let s = DnsSettings {
+            timeout: Duration::from_millis(100), // silence is the point here
+            ..settings(&dns, Duration::from_millis(100))
+        };
+        let (resolver, rx) = spawn(s, &[("svc.test", 80)]);
         assert_eq!(next(&rx).members, vec![at(v4(1), 80)]);
         dns.silent(true);
         let before = dns.udp_queries();
