@@ -37,6 +37,9 @@ mod bounds;
 #[allow(dead_code)]
 mod cidr;
 mod control;
+#[cfg(feature = "dns")]
+#[allow(dead_code)] // wired in by DNS discovery (issue 13)
+mod dns;
 mod fault;
 mod grammar;
 mod hash;
