@@ -9,6 +9,17 @@ Afterwards: syscalls per request (strace -c), user-space instructions per reques
 `compare` markers of docs/benchmarks.md and the chart docs/benchmarks-proxies.svg; raw
 results go to target/bench-compare/results.json.
 
+With --tls (issue 11) it runs only the TLS comparison instead: every proxy terminates TLS
+with one worker and the same ECDSA P-256 certificate (made for the run), pinned as below,
+through the scenarios tls-ka-c64 (keep-alive over https), tls-close-c64 (`Connection:
+close`: a new connection and a full handshake per request) and tls-idle (RSS per idle TLS
+connection), and rewrites the `tls` markers of docs/benchmarks.md; raw results go to
+target/bench-compare/results-tls.json. wrk (OpenSSL) offers each new connection the
+session of the previous one (SSL_clear keeps it), so a server that allows resumption
+would resume nearly every tls-close handshake; the run preloads a small shim into wrk
+that drops the session, checks on a probe nginx that no handshake was resumed, and stops
+if one was (--tls-resumption measures with wrk as it is).
+
 Fairness on a 2-core machine: in the headline (1 thread) group the proxy and the backends
 run on CPU 0 and wrk on CPU 1 (taskset), so CPU 0 is the bottleneck and a proxy's
 efficiency decides its throughput. Proxies alternate within each round (A B C A B C ...);
@@ -30,6 +41,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -63,6 +75,47 @@ SCENARIO_TEXT = {
     "close-c64": "`Connection: close`, 64 connections",
     "64k-c64": "64 KiB responses, keep-alive, 64 connections",
 }
+# TLS (--tls): the proxies listen for TLS on TLS_PORT (lbd keeps its required plain
+# listener on PROXY_PORT, unused); the backends stay plain HTTP. TLS_PROBE_PORT is the
+# resumption probe's own nginx.
+TLS_PORT = 18443
+TLS_PROBE_PORT = 18444
+# The name in wrk's https URLs, and so its SNI (OpenSSL sends the URL's host, an IP
+# literal included, which rustls logs as illegal once per handshake). It must resolve to
+# HOST; wrk skips addresses that refuse the connection (::1).
+TLS_NAME = "localhost"
+TLS_SCENARIOS = [
+    ("tls-ka-c64", 64, [], "/"),
+    ("tls-close-c64", 64, ["Connection: close"], "/"),
+]
+TLS_IDLE = "tls-idle"
+TLS_SCENARIO_TEXT = {
+    "tls-ka-c64": "keep-alive over TLS, 64 connections (64 handshakes, then requests only)",
+    "tls-close-c64": "`Connection: close` over TLS, 64 connections: every request is a new "
+    "TCP connection and a full handshake, so req/s = handshakes/s",
+    "tls-idle": "RSS per idle TLS connection (handshake done, one request served)",
+}
+# Preloaded into wrk: OpenSSL's SSL_clear keeps the SSL's session, and wrk reuses one SSL
+# per connection slot (ssl_close: SSL_shutdown + SSL_clear), so each reconnect would offer
+# the previous session. Dropping it first makes every handshake a full one. Symbols are
+# looked up at call time, so programs without libssl (taskset) load it harmlessly.
+NO_SESSION_SHIM_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stddef.h>
+
+int SSL_clear(void *ssl) {
+    static int (*real_clear)(void *);
+    static int (*set_session)(void *, void *);
+    if (!real_clear) {
+        real_clear = (int (*)(void *))dlsym(RTLD_NEXT, "SSL_clear");
+        set_session = (int (*)(void *, void *))dlsym(RTLD_DEFAULT, "SSL_set_session");
+    }
+    if (set_session)
+        set_session(ssl, NULL);
+    return real_clear(ssl);
+}
+"""
 PROXY_KINDS = ["lbd", "nginx", "haproxy", "hyper"]
 COLORS = {
     "lbd": "#d9480f",
@@ -228,14 +281,27 @@ def ensure_free(port):
         s.close()
 
 
-def wait_http(port, path="/", timeout=20.0, proc=None):
+def client_tls_context():
+    """The test certificate is self-signed: no verification, as wrk."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def wait_http(port, path="/", timeout=20.0, proc=None, tls=False):
     deadline = time.time() + timeout
     last = None
     while time.time() < deadline:
         if proc is not None and proc.popen.poll() is not None:
             raise RuntimeError(f"{proc.name} exited: see {proc.log_path}")
         try:
-            conn = http.client.HTTPConnection(HOST, port, timeout=2)
+            if tls:
+                conn = http.client.HTTPSConnection(
+                    HOST, port, timeout=2, context=client_tls_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(HOST, port, timeout=2)
             conn.request("GET", path)
             resp = conn.getresponse()
             resp.read()
@@ -286,8 +352,19 @@ http {{
 """
 
 
-def nginx_proxy_conf(work, workers, master=True):
+def nginx_proxy_conf(work, workers, master=True, tls=None):
+    """tls: (cert, key) paths to listen with TLS on TLS_PORT instead of PROXY_PORT.
+    nginx 1.22's default ssl_protocols lack TLSv1.3, so they are set; the session cache
+    (`none`: no server-side cache) and tickets (on) stay at nginx's defaults."""
     upstream = "\n".join(f"        server {HOST}:{p};" for p in BACKEND_PORTS)
+    listen = f"listen {HOST}:{PROXY_PORT} reuseport backlog=4096;"
+    proto = "http"
+    if tls:
+        listen = f"""listen {HOST}:{TLS_PORT} ssl reuseport backlog=4096;
+        ssl_certificate {tls[0]};
+        ssl_certificate_key {tls[1]};
+        ssl_protocols TLSv1.2 TLSv1.3;"""
+        proto = "https"
     return f"""
 user root;
 worker_processes {workers};
@@ -310,14 +387,14 @@ http {{
         keepalive_timeout 300s;
     }}
     server {{
-        listen {HOST}:{PROXY_PORT} reuseport backlog=4096;
+        {listen}
         location / {{
             proxy_pass http://backends;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto http;
+            proxy_set_header X-Forwarded-Proto {proto};
             proxy_buffer_size 16k;
             proxy_buffers 16 16k;
             proxy_max_temp_file_size 0;
@@ -327,7 +404,14 @@ http {{
 """
 
 
-def haproxy_conf(threads):
+def haproxy_conf(threads, tls_pem=None):
+    """tls_pem: certificate + key in one file, to bind with TLS on TLS_PORT instead; TLS
+    session cache (tune.ssl.cachesize 20000) and tickets stay at HAProxy's defaults."""
+    bind = f"bind {HOST}:{PROXY_PORT}"
+    proto = "http"
+    if tls_pem:
+        bind = f"bind {HOST}:{TLS_PORT} ssl crt {tls_pem} alpn http/1.1"
+        proto = "https"
     servers = "\n".join(
         f"    server b{i + 1} {HOST}:{p}" for i, p in enumerate(BACKEND_PORTS)
     )
@@ -347,8 +431,8 @@ defaults
     http-reuse always
 
 frontend fe
-    bind {HOST}:{PROXY_PORT}
-    http-request set-header X-Forwarded-Proto http
+    {bind}
+    http-request set-header X-Forwarded-Proto {proto}
     default_backend be
 
 backend be
@@ -357,14 +441,26 @@ backend be
 """
 
 
-def lbd_conf(workers, extra=""):
+def lbd_conf(workers, extra="", tls=None):
+    """tls: (cert, key) paths for a [tls] listener on TLS_PORT (the plain one stays)."""
     backends = "".join(f'\n[[backend]]\naddress = "{HOST}:{p}"\n' for p in BACKEND_PORTS)
+    tls_table = ""
+    if tls:
+        tls_table = f"""
+[tls]
+listen = "{HOST}:{TLS_PORT}"
+
+[[tls.certificate]]
+cert = "{tls[0]}"
+key = "{tls[1]}"
+"""
     return f"""
 [server]
 listen = "{HOST}:{PROXY_PORT}"
 workers = {workers}
 max_connections = 20000
 {extra}
+{tls_table}
 {backends}"""
 
 
@@ -374,34 +470,60 @@ class Setup:
         self.work = work
         self.lbd_bin = lbd_bin
         self.hyper_bin = hyper_bin
+        self.tls_files = None
         for d in ("tmp-body", "tmp-proxy"):
             (work / d).mkdir(exist_ok=True)
+
+    def make_certificate(self):
+        """One self-signed ECDSA P-256 certificate for every proxy of the run: cert and key
+        (PKCS#8) for lbd, nginx and hyper, both in one PEM for HAProxy."""
+        cert, key = self.work / "tls-cert.pem", self.work / "tls-key.pem"
+        run([
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "7",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        pem = self.work / "tls-haproxy.pem"
+        pem.write_text(cert.read_text() + key.read_text())
+        self.tls_files = (str(cert), str(key), str(pem))
 
     def write(self, name, text):
         path = self.work / name
         path.write_text(text)
         return str(path)
 
-    def proxy_cmd(self, kind, threads, callgrind=False):
+    def proxy_cmd(self, kind, threads, callgrind=False, tls=False):
+        pair = self.tls_files[:2] if tls else None
+        suffix = "-tls" if tls else ""
         if kind == "lbd":
-            conf = self.write(f"lbd-{threads}.toml", lbd_conf(threads, self.lbd_extra))
+            conf = self.write(
+                f"lbd-{threads}{suffix}.toml", lbd_conf(threads, self.lbd_extra, tls=pair)
+            )
             return [str(self.lbd_bin), conf], {"RUST_LOG": "warn"}
         if kind == "nginx":
             conf = self.write(
-                f"nginx-proxy-{threads}{'-single' if callgrind else ''}.conf",
-                nginx_proxy_conf(self.work, threads, master=not callgrind),
+                f"nginx-proxy-{threads}{'-single' if callgrind else ''}{suffix}.conf",
+                nginx_proxy_conf(self.work, threads, master=not callgrind, tls=pair),
             )
             return ["nginx", "-e", "stderr", "-c", conf, "-g", "daemon off;"], {}
         if kind == "haproxy":
-            conf = self.write(f"haproxy-{threads}.cfg", haproxy_conf(threads))
+            conf = self.write(
+                f"haproxy-{threads}{suffix}.cfg",
+                haproxy_conf(threads, tls_pem=self.tls_files[2] if tls else None),
+            )
             return ["haproxy", "-db", "-f", conf], {}
         if kind == "hyper":
             backends = [f"{HOST}:{p}" for p in BACKEND_PORTS]
+            if tls:
+                cmd = [str(self.hyper_bin), "--tls", *pair, f"{HOST}:{TLS_PORT}", str(threads)]
+                return cmd + backends, {}
             return [str(self.hyper_bin), f"{HOST}:{PROXY_PORT}", str(threads)] + backends, {}
         raise ValueError(kind)
 
-    def start_proxy(self, kind, threads, cpus, callgrind_out=None):
-        cmd, extra_env = self.proxy_cmd(kind, threads, callgrind=callgrind_out is not None)
+    def start_proxy(self, kind, threads, cpus, callgrind_out=None, tls=False):
+        cmd, extra_env = self.proxy_cmd(
+            kind, threads, callgrind=callgrind_out is not None, tls=tls
+        )
         if callgrind_out is not None:
             cmd = [
                 "valgrind",
@@ -412,8 +534,15 @@ class Setup:
             ] + cmd
         env = dict(os.environ, **extra_env)
         ensure_free(PROXY_PORT)
-        proc = Proc(f"{kind}-{threads}", cmd, self.work, cpus=cpus, env=env)
-        wait_http(PROXY_PORT, proc=proc, timeout=60 if callgrind_out else 20)
+        if tls:
+            ensure_free(TLS_PORT)
+        proc = Proc(f"{kind}-{threads}{'-tls' if tls else ''}", cmd, self.work, cpus=cpus, env=env)
+        wait_http(
+            TLS_PORT if tls else PROXY_PORT,
+            proc=proc,
+            timeout=60 if callgrind_out else 20,
+            tls=tls,
+        )
         return proc
 
     def start_backends(self, cpus):
@@ -463,7 +592,7 @@ def parse_wrk(out):
     return res
 
 
-def wrk_cmd(port, conns, headers, path, duration, cpus, script=None, latency=True):
+def wrk_cmd(port, conns, headers, path, duration, cpus, script=None, latency=True, scheme="http"):
     cmd = ["taskset", "-c", cpus] if cpus else []
     cmd += ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "5s"]
     if latency:
@@ -472,7 +601,7 @@ def wrk_cmd(port, conns, headers, path, duration, cpus, script=None, latency=Tru
         cmd += ["-H", h]
     if script:
         cmd += ["-s", str(script)]
-    cmd.append(f"http://{HOST}:{port}{path}")
+    cmd.append(f"{scheme}://{TLS_NAME if scheme == 'https' else HOST}:{port}{path}")
     return cmd
 
 
@@ -499,11 +628,12 @@ def wrk_fixed(work, port, conns, requests, cpus, limit_s=300, path="/"):
     return parse_wrk(out)
 
 
-def measure(proxy_pids, backend_pids, port, scenario, args, cpus_wrk):
+def measure(proxy_pids, backend_pids, port, scenario, args, cpus_wrk, scheme="http", env=None):
     name, conns, headers, path = scenario
     subprocess.run(
-        wrk_cmd(port, conns, headers, path, args.warmup, cpus_wrk, latency=False),
+        wrk_cmd(port, conns, headers, path, args.warmup, cpus_wrk, latency=False, scheme=scheme),
         capture_output=True,
+        env=env,
     )
     rss_samples = []
 
@@ -515,9 +645,10 @@ def measure(proxy_pids, backend_pids, port, scenario, args, cpus_wrk):
     t0, c0, b0 = cpu_ticks(proxy_pids), cpu_times(), cpu_ticks(backend_pids)
     sampler.start()
     out = subprocess.run(
-        wrk_cmd(port, conns, headers, path, args.duration, cpus_wrk),
+        wrk_cmd(port, conns, headers, path, args.duration, cpus_wrk, scheme=scheme),
         capture_output=True,
         text=True,
+        env=env,
     ).stdout
     t1, c1, b1 = cpu_ticks(proxy_pids), cpu_times(), cpu_ticks(backend_pids)
     sampler.join()
@@ -799,6 +930,216 @@ def open_idle(n, proc, batch=64):
 
 
 # ---------------------------------------------------------------------------------------
+# TLS (--tls)
+
+
+def build_no_session_shim(work):
+    src, lib = work / "wrk-no-session.c", work / "wrk-no-session.so"
+    src.write_text(NO_SESSION_SHIM_C)
+    run(["cc", "-shared", "-fPIC", "-O2", "-o", str(lib), str(src), "-ldl"])
+    return lib
+
+
+def resumption_probe(setup, shim):
+    """Resumed handshakes among wrk's `Connection: close` requests to a probe nginx that
+    allows resumption (tickets and a session cache) and logs $ssl_session_reused: once
+    with wrk as it is, once with the shim preloaded. 1 s each, 4 connections."""
+    cert, key, _ = setup.tls_files
+    log_path = setup.work / "tls-probe-access.log"
+    conf = setup.write(
+        "nginx-tls-probe.conf",
+        f"""
+user root;
+worker_processes 1;
+pid {setup.work}/tls-probe-nginx.pid;
+error_log {setup.work}/tls-probe-nginx.error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    log_format reused '$ssl_protocol $ssl_session_reused';
+    access_log {log_path} reused;
+    client_body_temp_path {setup.work}/tmp-body;
+    proxy_temp_path {setup.work}/tmp-proxy;
+    server {{
+        listen {HOST}:{TLS_PROBE_PORT} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:probe:1m;
+        ssl_session_tickets on;
+        location / {{ return 200 "{BODY_SMALL}"; }}
+    }}
+}}
+""",
+    )
+    ensure_free(TLS_PROBE_PORT)
+    proc = Proc(
+        "tls-probe-nginx", ["nginx", "-e", "stderr", "-c", conf, "-g", "daemon off;"], setup.work
+    )
+    out = {}
+    try:
+        wait_http(TLS_PROBE_PORT, proc=proc, tls=True)
+        for label, env in (("wrk", None), ("wrk_shim", dict(os.environ, LD_PRELOAD=str(shim)))):
+            log_path.write_text("")
+            subprocess.run(
+                wrk_cmd(TLS_PROBE_PORT, 4, ["Connection: close"], "/", 1, None,
+                        latency=False, scheme="https"),
+                capture_output=True,
+                env=env,
+            )
+            lines = log_path.read_text().split("\n")
+            lines = [line.split() for line in lines if line.strip()]
+            out[label] = {
+                "handshakes": len(lines),
+                "resumed": sum(1 for v in lines if v[-1] == "r"),
+                "protocols": sorted({v[0] for v in lines}),
+            }
+    finally:
+        proc.stop()
+    log(f"resumption probe: {out}")
+    return out
+
+
+def tls_params(port):
+    """What `openssl s_client` (the library wrk uses, its defaults) negotiates."""
+    proc = subprocess.run(
+        ["openssl", "s_client", "-connect", f"{HOST}:{port}", "-servername", TLS_NAME, "-brief"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    text = proc.stdout + proc.stderr
+    out = {}
+    for key, pattern in (
+        ("protocol", r"Protocol version:\s*(\S+)"),
+        ("cipher", r"Ciphersuite:\s*(\S+)"),
+        ("signature", r"(?:Peer signature type|Signature type):\s*(\S+)"),
+        ("group", r"(?:Server Temp Key|Negotiated TLS1\.3 group):\s*([^,\n]+)"),
+    ):
+        m = re.search(pattern, text)
+        out[key] = m.group(1).strip() if m else None
+    return out
+
+
+def tls_phase(setup, args):
+    """Every proxy, one worker, TLS on TLS_PORT, pinned like the headline group, through
+    the TLS wrk scenarios, alternating per round; then RSS per idle TLS connection."""
+    addrs = {ai[4][0] for ai in socket.getaddrinfo(TLS_NAME, TLS_PORT, type=socket.SOCK_STREAM)}
+    if HOST not in addrs:
+        raise SystemExit(f"{TLS_NAME} resolves to {sorted(addrs)}, not {HOST}: see /etc/hosts")
+    setup.make_certificate()
+    shim = build_no_session_shim(setup.work)
+    probe = resumption_probe(setup, shim)
+    wrk_env = None
+    if not args.tls_resumption:
+        if probe["wrk_shim"]["resumed"] or not probe["wrk_shim"]["handshakes"]:
+            raise SystemExit(
+                f"the no-session shim did not stop wrk resuming sessions ({probe}); "
+                "is this wrk linked statically with OpenSSL? --tls-resumption measures as is"
+            )
+        wrk_env = dict(os.environ, LD_PRELOAD=str(shim))
+    kinds = [k for k in PROXY_KINDS if k in args.proxies]
+    scenarios = [sc for sc in TLS_SCENARIOS if sc[0] in args.scenarios]
+    results, params = [], {}
+    backends = setup.start_backends("0")
+    try:
+        for rnd in range(args.rounds if scenarios else 0):
+            for kind in kinds:
+                log(f"round {rnd + 1}/{args.rounds}: {kind}-1t-tls")
+                proc = setup.start_proxy(kind, 1, "0", tls=True)
+                try:
+                    if kind not in params:
+                        params[kind] = tls_params(TLS_PORT)
+                        log(f"  negotiated {params[kind]}")
+                    for sc in scenarios:
+                        r = measure(
+                            proc.pids(), backends.pids(), TLS_PORT, sc, args, "1",
+                            scheme="https", env=wrk_env,
+                        )
+                        r.update(proxy=kind, threads=1, round=rnd, pinned=True, tls=True)
+                        results.append(r)
+                        log(
+                            f"  {sc[0]:14} {r['rps']:9.0f} req/s  "
+                            f"cpu {r['cpu_us_per_req'] or 0:6.2f} us/req  "
+                            f"p99 {r['p99_ms']} ms  err {r['errors']}  busy {r['busy']}"
+                        )
+                finally:
+                    proc.stop()
+    finally:
+        backends.stop()
+    memory = tls_memory_phase(setup, args, kinds, params) if TLS_IDLE in args.scenarios else {}
+    return {"results": results, "params": params, "probe": probe, "memory": memory}
+
+
+def tls_memory_phase(setup, args, kinds, params):
+    """RSS per idle TLS connection: RSS with N idle TLS connections (each completed a full
+    handshake and one request) minus RSS before, over N."""
+    backends = setup.start_backends("0")
+    out = {}
+    try:
+        for kind in kinds:
+            proc = setup.start_proxy(kind, 1, "0", tls=True)
+            try:
+                if kind not in params:
+                    params[kind] = tls_params(TLS_PORT)
+                subprocess.run(
+                    wrk_cmd(TLS_PORT, 64, [], "/", 1, "1", latency=False, scheme="https"),
+                    capture_output=True,
+                )
+                time.sleep(0.5)
+                before = rss_kib(proc.pids())
+                n = args.tls_idle
+                if kind == "haproxy":
+                    n = min(n, HAPROXY_MAXCONN - 100)
+                socks, failed = open_idle_tls(n)
+                time.sleep(1.0)
+                after = rss_kib(proc.pids())
+                for s in socks:
+                    s.close()
+                held = len(socks)
+                out[kind] = {
+                    "connections": held,
+                    "failed": failed,
+                    "rss_before_kib": before,
+                    "rss_after_kib": after,
+                    "per_conn_bytes": round((after - before) * 1024 / held) if held else None,
+                }
+                log(f"tls memory {kind}: {out[kind]}")
+            finally:
+                proc.stop()
+    finally:
+        backends.stop()
+    return out
+
+
+def open_idle_tls(n):
+    """n TLS connections, one after another: handshake, one keep-alive request, read the
+    whole response, keep the connection open. A new session each (nothing resumed)."""
+    ctx = client_tls_context()
+    request = f"GET / HTTP/1.1\r\nHost: {HOST}:{TLS_PORT}\r\n\r\n".encode()
+    socks, failed = [], 0
+    for _ in range(n):
+        raw = None
+        try:
+            raw = socket.create_connection((HOST, TLS_PORT), timeout=5)
+            s = ctx.wrap_socket(raw, server_hostname=TLS_NAME)
+            s.sendall(request)
+            data = b""
+            while not data.endswith(BODY_SMALL.encode()):
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise OSError("closed")
+                data += chunk
+        except OSError:
+            failed += 1
+            if raw is not None:
+                raw.close()
+            continue
+        socks.append(s)
+    return socks, failed
+
+
+# ---------------------------------------------------------------------------------------
 # Reporting
 
 
@@ -861,13 +1202,13 @@ def fmt_rounds(values, spec="{:.2f}"):
     return " / ".join(fmt(v, spec) for v in values)
 
 
-def table(summary, threads, kinds):
+def table(summary, threads, kinds, scenarios=SCENARIOS):
     lines = [
         "| scenario | proxy | req/s | ×nginx | p50 ms | p99 ms | errors "
         "| CPU µs/req | user + sys | ×nginx | RSS MiB | CPU0 % | CPU1 % |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for sc, *_ in SCENARIOS:
+    for sc, *_ in scenarios:
         for kind in kinds:
             s = summary.get((kind, threads, sc))
             if not s:
@@ -949,12 +1290,12 @@ def targets(summary, strace, callgrind):
     return "\n".join(lines)
 
 
-def rounds_table(summary, threads, kinds):
+def rounds_table(summary, threads, kinds, scenarios=SCENARIOS):
     lines = [
         "| scenario | proxy | req/s ÷ nginx, per round | CPU/req ÷ nginx, per round |",
         "|---|---|---|---|",
     ]
-    for sc, *_ in SCENARIOS:
+    for sc, *_ in scenarios:
         for kind in kinds:
             s = summary.get((kind, threads, sc))
             if not s or kind == "nginx":
@@ -1228,6 +1569,174 @@ def write_docs(markdown, svg):
     log(f"wrote {doc} and docs/benchmarks-proxies.svg")
 
 
+def tls_versions():
+    """The TLS libraries: OpenSSL as run (nginx, HAProxy, wrk, the probes) and the Rust
+    crates from Cargo.lock (lbd; hyper through tokio-rustls)."""
+    out = {"openssl": run(["openssl", "version"]).strip()}
+    lock = (ROOT / "Cargo.lock").read_text()
+    for name in ("rustls", "ring", "tokio-rustls"):
+        m = re.search(rf'name = "{re.escape(name)}"\nversion = "([^"]+)"', lock)
+        out[name] = f"{name} {m.group(1)}" if m else f"{name} ?"
+    return out
+
+
+def tls_targets(summary, memory):
+    rows = []
+    for sc, goal, factor in (
+        ("tls-ka-c64", "tls-ka-c64: lbd req/s ≥ 1.2 × nginx", 1.2),
+        ("tls-close-c64", "tls-close-c64: lbd handshakes/s ≥ nginx", 1.0),
+    ):
+        s = summary.get(("lbd", 1, sc))
+        if not s:
+            rows.append((goal, "not measured", verdict(None)))
+            continue
+        rps = s["rps_vs_nginx"]
+        rows.append(
+            (
+                goal,
+                f"{fmt(rps, '{:.2f}')} × (rounds {fmt_rounds(s['rps_vs_nginx_rounds'])}); "
+                f"CPU/req {fmt(s['cpu_vs_nginx'], '{:.2f}')} × nginx",
+                verdict(rps is not None and rps >= factor),
+            )
+        )
+    if memory:
+        per = ", ".join(
+            f"{kind} {fmt(v['per_conn_bytes'] and v['per_conn_bytes'] / 1024, '{:.2f}')}"
+            for kind, v in memory.items()
+        )
+        rows.append(("tls-idle: RSS per idle TLS connection (KiB), no goal", per, "measured"))
+    lines = ["| figure (medians of per-round ratios) | measured | |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def tls_proxy_table(summary, memory, kinds):
+    """One row per proxy: the figures the issue asks for."""
+    lines = [
+        "| proxy | tls-ka-c64 req/s | ×nginx | CPU µs/req | tls-close-c64 handshakes/s "
+        "| ×nginx | CPU µs/handshake | idle TLS conn KiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind in kinds:
+        ka = summary.get((kind, 1, "tls-ka-c64")) or {}
+        cl = summary.get((kind, 1, "tls-close-c64")) or {}
+        mem = memory.get(kind, {}).get("per_conn_bytes")
+        name = f"**{kind}**" if kind == "lbd" else kind
+        lines.append(
+            f"| {name} | {fmt(ka.get('rps'))} | {fmt(ka.get('rps_vs_nginx'), '{:.2f}')} "
+            f"| {fmt(ka.get('cpu_us'), '{:.1f}')} | {fmt(cl.get('rps'))} "
+            f"| {fmt(cl.get('rps_vs_nginx'), '{:.2f}')} | {fmt(cl.get('cpu_us'), '{:.1f}')} "
+            f"| {fmt(mem and mem / 1024, '{:.2f}')} |"
+        )
+    return "\n".join(lines)
+
+
+def tls_params_table(params):
+    lines = [
+        "| proxy | protocol | cipher suite | key exchange | server signature |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, v in params.items():
+        lines.append(
+            f"| {kind} | {fmt(v.get('protocol'), '{}')} | {fmt(v.get('cipher'), '{}')} "
+            f"| {fmt(v.get('group'), '{}')} | {fmt(v.get('signature'), '{}')} |"
+        )
+    return "\n".join(lines)
+
+
+def tls_report(data):
+    tls = data["tls"]
+    summary = summarize(tls["results"])
+    kinds = [k for k in PROXY_KINDS if k in tls["params"] or k in tls["memory"]]
+    m, a = data["machine"], data["args"]
+    probe = tls["probe"]
+    if a.get("tls_resumption"):
+        handshakes = (
+            "wrk ran as it is (`--tls-resumption`): each reconnect offers the previous "
+            "session, and a proxy resumes it where its defaults allow, so tls-close-c64 "
+            "mixes full and resumed handshakes."
+        )
+    else:
+        handshakes = (
+            "Every tls-close-c64 handshake is a full one: wrk (OpenSSL) would offer each "
+            "new connection the session of the previous one, so wrk ran with a preloaded "
+            "shim that drops it (`NO_SESSION_SHIM_C` in compare.py)."
+        )
+    shim = probe.get("wrk_shim", {})
+    plain = probe.get("wrk", {})
+    out = [
+        "<!-- tls:begin (generated by benches/compare.py --tls; edits here are overwritten) -->",
+        "",
+        f"Run: {data['date']}. Machine: {m['nproc']} CPUs ({m['model']}), Linux {m['kernel']}; "
+        + ", ".join(m["versions"].values())
+        + "; "
+        + ", ".join(data.get("tls_versions", {}).values())
+        + f". lbd at `{m.get('commit', 'unknown')}`.",
+        "",
+        f"Command: `{data['command']}` ({a['rounds']} rounds, {a['warmup']} s warm-up + "
+        f"{a['duration']} s measured per scenario, `wrk -t1 --latency` over https, "
+        f"{a['tls_idle']} idle TLS connections). Raw results: "
+        "`target/bench-compare/results-tls.json`; configurations: "
+        "`target/bench-compare/*-tls.{toml,conf,cfg}`.",
+        "",
+        "Scenarios: " + "; ".join(f"`{k}` {v}" for k, v in TLS_SCENARIO_TEXT.items()) + ". "
+        + handshakes
+        + f" Resumption probe (wrk, `Connection: close`, against an nginx with tickets and a "
+        f"session cache): as it is, {plain.get('resumed')} of {plain.get('handshakes')} "
+        f"handshakes resumed; with the shim, {shim.get('resumed')} of {shim.get('handshakes')}.",
+        "",
+        "Negotiated (`openssl s_client`, the library and defaults wrk uses):",
+        "",
+        tls_params_table(tls["params"]),
+        "",
+        "### The issue's figures (TLS)",
+        "",
+        tls_targets(summary, tls["memory"]),
+        "",
+        "### Per proxy (one worker, proxy and backends on CPU 0, wrk on CPU 1; medians)",
+        "",
+        tls_proxy_table(summary, tls["memory"], kinds),
+    ]
+    if tls["results"]:
+        out += [
+            "",
+            "All figures: ×nginx is the median of the per-round ratios to nginx; CPU µs/req "
+            "is the proxy's own utime + stime over the measured window ÷ requests (in "
+            "tls-close-c64, one request per handshake).",
+            "",
+            table(summary, 1, kinds, TLS_SCENARIOS),
+            "",
+            rounds_table(summary, 1, kinds, TLS_SCENARIOS),
+        ]
+    if tls["memory"]:
+        out += [
+            "",
+            "### Memory per idle TLS connection",
+            "",
+            f"One worker. {a['tls_idle']} TLS connections, one after another, each completes "
+            "a full handshake, sends one request, reads the response and stays open; per "
+            "connection = (RSS with them − RSS before) ÷ connections. Kernel socket buffers "
+            "are not in RSS.",
+            "",
+            memory_table(tls["memory"]),
+        ]
+    out += ["", "<!-- tls:end -->"]
+    return "\n".join(out) + "\n"
+
+
+def write_tls_docs(markdown):
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    begin = text.find("<!-- tls:begin")
+    end = text.find("<!-- tls:end -->")
+    if begin >= 0 and end >= 0:
+        text = text[:begin] + markdown + text[end + len("<!-- tls:end -->\n"):]
+    else:
+        text = text.rstrip("\n") + "\n\n## TLS (issue 11)\n\n" + markdown
+    doc.write_text(text)
+    log(f"wrote the TLS section of {doc}")
+
+
 # ---------------------------------------------------------------------------------------
 
 
@@ -1261,7 +1770,30 @@ def main():
     p.add_argument("--callgrind-requests", type=int, default=10000)
     p.add_argument("--idle", type=int, default=10000, help="idle connections for RSS")
     p.add_argument("--proxies", default="lbd,nginx,haproxy,hyper,direct")
-    p.add_argument("--scenarios", default=",".join(s[0] for s in SCENARIOS))
+    p.add_argument(
+        "--scenarios",
+        default=None,
+        help="comma-separated; default every plain scenario: "
+        + ",".join(s[0] for s in SCENARIOS)
+        + "; with --tls a subset of "
+        + ",".join([s[0] for s in TLS_SCENARIOS] + [TLS_IDLE])
+        + " (naming only TLS scenarios implies --tls)",
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="run only the TLS comparison (issue 11): one worker each, TLS scenarios, "
+        "rewrites the `tls` section of docs/benchmarks.md; --phases does not apply",
+    )
+    p.add_argument(
+        "--tls-idle", type=int, default=2000, help="idle TLS connections for RSS (tls-idle)"
+    )
+    p.add_argument(
+        "--tls-resumption",
+        action="store_true",
+        help="run wrk as it is, so tls-close-c64 reconnects offer the previous session "
+        "(default: a preloaded shim makes every handshake a full one)",
+    )
     p.add_argument("--callgrind", default="lbd,nginx,haproxy,hyper", help="proxies to run under callgrind")
     p.add_argument("--phases", default="one,two,strace,callgrind,memory")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/")
@@ -1285,6 +1817,14 @@ def main():
                     (name, round(ir / v["requests"]), pct)
                     for name, ir, pct in callgrind_top(Path(v["dump"]), 15)
                 ]
+        if data.get("tls") is not None:
+            for r in data["tls"]["results"]:
+                r["busy"] = {int(k): v for k, v in r["busy"].items()}
+            markdown = tls_report(data)
+            print(markdown)
+            if not args.no_docs:
+                write_tls_docs(markdown)
+            return
         for r in data["results"]:
             r["busy"] = {int(k): v for k, v in r["busy"].items()}
         markdown, svg = report(data, args)
@@ -1293,18 +1833,34 @@ def main():
             write_docs(markdown, svg)
         return
     args.proxies = args.proxies.split(",")
-    args.scenarios = args.scenarios.split(",")
+    tls_names = [s[0] for s in TLS_SCENARIOS] + [TLS_IDLE]
+    if args.scenarios is None:
+        args.scenarios = tls_names if args.tls else [s[0] for s in SCENARIOS]
+    else:
+        args.scenarios = args.scenarios.split(",")
+        named_tls = [s for s in args.scenarios if s in tls_names]
+        if named_tls and len(named_tls) < len(args.scenarios):
+            raise SystemExit("TLS scenarios run on their own (--tls), not with plain ones")
+        args.tls = args.tls or bool(named_tls)
+    known = tls_names if args.tls else [s[0] for s in SCENARIOS]
+    unknown = [s for s in args.scenarios if s not in known]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {','.join(unknown)}; known: {','.join(known)}")
     args.callgrind = args.callgrind.split(",")
     phases = args.phases.split(",")
 
     # A SIGTERM ends the run through the `finally` blocks that stop every process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     nofile = raise_nofile()
-    if nofile < args.idle + 100:
+    if not args.tls and nofile < args.idle + 100:
         raise SystemExit(f"ulimit -n is {nofile}: too low for --idle {args.idle}")
+    if args.tls and nofile < args.tls_idle + 100:
+        raise SystemExit(f"ulimit -n is {nofile}: too low for --tls-idle {args.tls_idle}")
     if os.cpu_count() < 2:
         raise SystemExit("needs at least 2 CPUs (proxy on CPU 0, wrk on CPU 1)")
-    for tool in ("nginx", "haproxy", "wrk", "taskset", "strace", "valgrind"):
+    tools = ["nginx", "haproxy", "wrk", "taskset"]
+    tools += ["openssl", "cc"] if args.tls else ["strace", "valgrind"]
+    for tool in tools:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found: run benches/compare.sh, which installs it")
 
@@ -1320,6 +1876,17 @@ def main():
         "args": vars(args),
         "results": [],
     }
+    if args.tls:
+        data["tls_versions"] = tls_versions()
+        data["tls"] = tls_phase(setup, args)
+        data["elapsed_s"] = round(time.time() - started)
+        (work / "results-tls.json").write_text(json.dumps(data, indent=1))
+        markdown = tls_report(data)
+        print(markdown)
+        if not args.no_docs:
+            write_tls_docs(markdown)
+        log(f"done in {data['elapsed_s']} s")
+        return
     if "one" in phases:
         data["results"] += throughput_phase(setup, args, 1, pinned=True)
     if "two" in phases:

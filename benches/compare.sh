@@ -2,10 +2,12 @@
 # lbd against nginx, HAProxy and a tokio/hyper proxy: one command, see docs/benchmarks.md.
 #
 #   bash benches/compare.sh            # full run (~15 min), rewrites docs/benchmarks.md
+#   bash benches/compare.sh --tls      # the TLS comparison (issue 11) only, ~3 min
 #   bash benches/compare.sh --help     # options: rounds, durations, subsets, --no-docs
 #
-# Needs 2+ CPUs, python3, nginx, haproxy, wrk, strace, valgrind and taskset. As root on
-# Debian/Ubuntu the missing ones are installed with apt-get; otherwise it says what to run.
+# Needs 2+ CPUs, python3, nginx, haproxy, wrk, strace, valgrind and taskset (--tls: also
+# openssl and a C compiler). As root on Debian/Ubuntu the missing ones are installed with
+# apt-get; otherwise it says what to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,14 @@ for tool in nginx haproxy wrk strace valgrind; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+# The TLS comparison (--tls, or TLS scenario names) also makes a certificate and builds
+# a small shim for wrk.
+case " $* " in
+    *" --tls "* | *tls-ka-c64* | *tls-close-c64* | *tls-idle*)
+        command -v openssl >/dev/null 2>&1 || need+=(openssl)
+        command -v cc >/dev/null 2>&1 || need+=(gcc)
+        ;;
+esac
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
         echo "installing: ${need[*]}" >&2

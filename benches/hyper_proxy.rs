@@ -8,13 +8,22 @@
 //! headers in both directions, appends `X-Forwarded-For`, sets `X-Forwarded-Proto`, and
 //! answers 502 when the upstream fails.
 //!
+//! With `--tls CERT KEY` it terminates TLS with tokio-rustls (rustls, ring provider, as
+//! lbd: TLS 1.3 and 1.2, ALPN `http/1.1`, rustls's default session cache and tickets),
+//! the handshake in the connection's task, and sets `X-Forwarded-Proto: https`.
+//!
 //! Not a criterion bench: `cargo bench --bench hyper_proxy --no-run` builds it, and
-//! `compare.py` runs the binary as `hyper_proxy LISTEN THREADS BACKEND...`.
+//! `compare.py` runs the binary as `hyper_proxy [--tls CERT KEY] LISTEN THREADS BACKEND...`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderName, HeaderValue, CONNECTION};
@@ -43,13 +52,20 @@ type Body = http_body_util::Either<Incoming, http_body_util::Empty<Bytes>>;
 struct Shared {
     backends: Vec<String>,
     cursor: AtomicUsize,
+    /// `X-Forwarded-Proto`: `http`, or `https` behind the TLS listener.
+    proto: &'static str,
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut tls = None;
+    if args.len() >= 3 && args[0] == "--tls" {
+        tls = Some(tls_acceptor(&args[1], &args[2]));
+        args.drain(..3);
+    }
     // `cargo bench` passes `--bench`; this target only runs when started by hand.
     if args.len() < 3 || args.iter().any(|a| a.starts_with("--")) {
-        eprintln!("usage: hyper_proxy LISTEN THREADS BACKEND...");
+        eprintln!("usage: hyper_proxy [--tls CERT KEY] LISTEN THREADS BACKEND...");
         return;
     }
     let listen: SocketAddr = args[0].parse().expect("LISTEN is host:port");
@@ -57,18 +73,42 @@ fn main() {
     let shared = Arc::new(Shared {
         backends: args[2..].to_vec(),
         cursor: AtomicUsize::new(0),
+        proto: if tls.is_some() { "https" } else { "http" },
     });
     let handles: Vec<_> = (0..threads)
         .map(|_| {
             let listener = bind_reuseport(listen);
             let shared = Arc::clone(&shared);
-            std::thread::spawn(move || serve(listener, shared))
+            let tls = tls.clone();
+            std::thread::spawn(move || serve(listener, shared, tls))
         })
         .collect();
-    eprintln!("hyper_proxy listening on {listen} with {threads} thread(s)");
+    let mode = if tls.is_some() { " (TLS)" } else { "" };
+    eprintln!("hyper_proxy listening on {listen}{mode} with {threads} thread(s)");
     for h in handles {
         h.join().expect("worker thread");
     }
+}
+
+/// A rustls server configuration like lbd's (src/config/tls.rs): ring, TLS 1.3 and 1.2,
+/// ALPN `http/1.1`, everything else rustls's default. ring's provider is deprecated for
+/// lacking post-quantum key exchange; lbd silences the warning the same way.
+#[allow(deprecated)]
+fn tls_acceptor(cert: &str, key: &str) -> TlsAcceptor {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("CERT is readable")
+        .collect::<Result<_, _>>()
+        .expect("CERT is PEM");
+    let key = PrivateKeyDer::from_pem_file(key).expect("KEY is a PEM private key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("KEY matches CERT");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(config))
 }
 
 fn bind_reuseport(addr: SocketAddr) -> std::net::TcpListener {
@@ -83,7 +123,7 @@ fn bind_reuseport(addr: SocketAddr) -> std::net::TcpListener {
 }
 
 /// One thread: a current-thread runtime, its listener, its upstream pool.
-fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
+fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -102,12 +142,25 @@ fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
             let _ = stream.set_nodelay(true);
             let client = client.clone();
             let shared = Arc::clone(&shared);
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let service =
                     service_fn(move |req| proxy(req, peer, client.clone(), Arc::clone(&shared)));
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                match tls {
+                    None => {
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        let Ok(stream) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
             });
         }
     });
@@ -135,7 +188,7 @@ async fn proxy(
     if let Ok(value) = HeaderValue::from_str(&forwarded) {
         headers.insert("x-forwarded-for", value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(shared.proto));
     match client.request(req).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
