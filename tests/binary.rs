@@ -217,7 +217,11 @@ fn sigterm_lets_an_in_flight_response_finish() {
 #[test]
 fn library_shutdown_drains_then_returns() {
     let backend = TestBackend::named("ok");
-    let server = start(config(&[backend.addr]));
+    let mut cfg = config(&[backend.addr]);
+    // Its own loopback address: a port freed here cannot be taken by another test's
+    // listener on 127.0.0.1 before the check below.
+    cfg.server.listen = "127.0.0.2:0".parse().unwrap();
+    let server = start(cfg);
     let addr = server.local_addr();
     assert_eq!(Client::connect(addr).get("/").text(), "ok");
     server.stop();
