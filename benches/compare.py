@@ -605,7 +605,7 @@ def wrk_cmd(port, conns, headers, path, duration, cpus, script=None, latency=Tru
     return cmd
 
 
-def wrk_fixed(work, port, conns, requests, cpus, limit_s=300, path="/"):
+def wrk_fixed(work, port, conns, requests, cpus, limit_s=300, path="/", headers=()):
     """wrk until `requests` responses arrived (one thread): returns wrk's parsed output."""
     script = work / "stop.lua"
     script.write_text(STOP_LUA)
@@ -613,7 +613,7 @@ def wrk_fixed(work, port, conns, requests, cpus, limit_s=300, path="/"):
     marker.unlink(missing_ok=True)
     env = dict(os.environ, LBD_BENCH_REQUESTS=str(requests), LBD_BENCH_MARKER=str(marker))
     proc = subprocess.Popen(
-        wrk_cmd(port, conns, [], path, limit_s, cpus, script=script, latency=False),
+        wrk_cmd(port, conns, list(headers), path, limit_s, cpus, script=script, latency=False),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -710,17 +710,19 @@ def throughput_phase(setup, args, threads, pinned):
     return results
 
 
-def strace_phase(setup, args, path="/"):
-    """Syscalls per request: strace -c -f over a fixed count of keep-alive requests."""
+def strace_phase(setup, args, path="/", close=False):
+    """Syscalls per request: strace -c -f over a fixed count of requests: keep-alive, or
+    (`close`) one connection per request (`Connection: close`, the close-c64 scenario)."""
     backends = setup.start_backends("0")
     out = {}
-    name = "64k" if path == "/64k" else "ka"
+    name = "close" if close else "64k" if path == "/64k" else "ka"
+    headers = ["Connection: close"] if close else []
     try:
         for kind in [k for k in PROXY_KINDS if k in args.proxies]:
             proc = setup.start_proxy(kind, 1, "0")
             try:
                 subprocess.run(
-                    wrk_cmd(PROXY_PORT, 64, [], path, 1, "1", latency=False),
+                    wrk_cmd(PROXY_PORT, 64, headers, path, 1, "1", latency=False),
                     capture_output=True,
                 )
                 trace = setup.work / f"strace-{name}-{kind}.txt"
@@ -730,7 +732,7 @@ def strace_phase(setup, args, path="/"):
                 tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
                 requests = wrk_fixed(
-                    setup.work, PROXY_PORT, 64, args.requests, "1", path=path
+                    setup.work, PROXY_PORT, 64, args.requests, "1", path=path, headers=headers
                 )["requests"]
                 tracer.send_signal(signal.SIGINT)
                 tracer.wait(30)
@@ -1526,6 +1528,14 @@ def report(data, args):
             "",
             strace_table(data["strace_64k"]),
         ]
+    if data.get("strace_close"):
+        out += [
+            "",
+            "The same with a new connection per request (`Connection: close`, 64 "
+            "connections: the close-c64 scenario):",
+            "",
+            strace_table(data["strace_close"]),
+        ]
     if data.get("callgrind"):
         out += [
             "",
@@ -1894,6 +1904,7 @@ def main():
     if "strace" in phases:
         data["strace"] = strace_phase(setup, args)
         data["strace_64k"] = strace_phase(setup, args, path="/64k")
+        data["strace_close"] = strace_phase(setup, args, close=True)
     if "callgrind" in phases:
         data["callgrind"] = callgrind_phase(setup, args)
     if "memory" in phases:

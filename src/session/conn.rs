@@ -37,8 +37,11 @@ pub struct Conn {
     pub addr: SocketAddr,
     /// The local address it connected to.
     pub local: SocketAddr,
-    /// Readiness edges of the client socket.
+    /// Readiness edges of the client socket. Until the socket is registered with the
+    /// poll (`watched`), both are assumed: a read or write is simply tried.
     pub edges: Edges,
+    /// The socket is registered with the worker's poll.
+    pub watched: bool,
     /// What is known of the client's side.
     pub peer: Peer,
     /// Bytes from the client.
@@ -67,7 +70,12 @@ impl Conn {
             transport,
             addr,
             local,
-            edges: Edges::default(),
+            edges: Edges {
+                readable: true,
+                writable: true,
+                read_closed: false,
+            },
+            watched: false,
             peer: Peer::Open,
             client_in: Buffer::default(),
             client_out: Buffer::default(),

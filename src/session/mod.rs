@@ -176,6 +176,28 @@ impl Session {
         self.conn.is_tls()
     }
 
+    /// The session must hear from the client socket (it waits for client bytes, or for
+    /// room to write them) and is not registered with the poll yet.
+    pub fn must_watch_client(&self) -> bool {
+        if self.conn.watched {
+            return false;
+        }
+        match &self.phase {
+            Phase::Exchange(x) => !x.has_whole_request() || self.conn.is_blocked_on_client(),
+            Phase::Done => false,
+            _ => true,
+        }
+    }
+
+    /// The client socket was registered: events report its edges from now on. A session
+    /// that waits on its client is a keep-alive or a slow one, so small writes must not
+    /// wait for Nagle: `TCP_NODELAY` is set now, once (a connection answered at once
+    /// never pays for it).
+    pub fn watched(&mut self) {
+        self.conn.watched = true;
+        let _ = self.conn.client.set_nodelay(true);
+    }
+
     /// The client socket, for (de)registration.
     pub fn client(&mut self) -> &mut TcpStream {
         &mut self.conn.client

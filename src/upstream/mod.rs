@@ -341,9 +341,10 @@ impl Upstreams {
         self.close(uid);
     }
 
+    /// Closes a connection. No deregister: closing the socket takes it out of the epoll
+    /// set (one syscall fewer per connection).
     fn close(&mut self, uid: usize) {
-        let mut up = self.conns.remove(uid);
-        let _ = self.registry.deregister(&mut up.stream);
+        drop(self.conns.remove(uid));
     }
 }
 

@@ -226,7 +226,7 @@ impl Worker {
     /// Registers an accepted connection (its `open_connections` slot is already taken).
     fn add_session(&mut self, accepted: Accepted) {
         let Accepted {
-            mut stream,
+            stream,
             peer,
             local,
             protocol,
@@ -236,24 +236,19 @@ impl Worker {
             shared.open_connections.fetch_sub(1, Ordering::Relaxed);
             return;
         };
-        let _ = stream.set_nodelay(true);
-        let entry = self.sessions.vacant_entry();
-        let sid = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            token::session(sid),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            log::warn!("worker={} cannot register client: {e}", self.id);
-            shared.open_connections.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
         if protocol == Protocol::Https {
             shared.tls_connections.fetch_add(1, Ordering::Relaxed);
         }
         shared.connections_total.fetch_add(1, Ordering::Relaxed);
+        // Not registered with the poll yet: a client usually sends its request with the
+        // connect, so the session is driven (read) at once, and registered only if it
+        // has to wait for the client (`after_drive`). A connection answered without
+        // waiting costs no epoll_ctl at all.
+        let entry = self.sessions.vacant_entry();
+        let sid = entry.key();
         let mut session = Session::new(stream, transport, peer, local, &self.env);
         self.timers.arm(sid, session.deadline, &mut session.armed);
+        schedule(&mut self.ready, &mut session, sid);
         entry.insert(session);
     }
 
@@ -293,16 +288,29 @@ impl Worker {
     }
 
     fn after_drive(&mut self, sid: usize, result: Drive) {
-        match result {
-            Drive::Finished => self.remove_session(sid),
-            Drive::Again => {
-                let s = &mut self.sessions[sid];
-                schedule(&mut self.ready, s, sid);
-                self.timers.arm(sid, s.deadline, &mut s.armed);
-            }
-            Drive::Idle => {
-                let s = &mut self.sessions[sid];
-                self.timers.arm(sid, s.deadline, &mut s.armed);
+        if result == Drive::Finished {
+            self.remove_session(sid);
+            return;
+        }
+        let s = &mut self.sessions[sid];
+        if result == Drive::Again {
+            schedule(&mut self.ready, s, sid);
+        }
+        self.timers.arm(sid, s.deadline, &mut s.armed);
+        if s.must_watch_client() {
+            // Registered edge-triggered: the kernel reports the socket's present
+            // readiness at once, so nothing that arrived meanwhile is missed.
+            let registered = self.poll.registry().register(
+                s.client(),
+                token::session(sid),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+            match registered {
+                Ok(()) => s.watched(),
+                Err(e) => {
+                    log::warn!("worker={} cannot register client: {e}", self.id);
+                    self.remove_session(sid);
+                }
             }
         }
     }
@@ -330,7 +338,7 @@ impl Worker {
     fn remove_session(&mut self, sid: usize) {
         let mut s = self.sessions.remove(sid);
         s.close(&mut self.env);
-        let _ = self.poll.registry().deregister(s.client());
+        // No deregister: closing the socket (dropping `s`) takes it out of the epoll set.
         let shared = &self.env.shared;
         shared.open_connections.fetch_sub(1, Ordering::Relaxed);
         if s.is_tls() {

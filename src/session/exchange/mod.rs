@@ -314,6 +314,11 @@ impl Exchange {
         deadline
     }
 
+    /// The client has sent the whole request (head and body).
+    pub fn has_whole_request(&self) -> bool {
+        self.body.dec.is_done()
+    }
+
     /// The upstream owes bytes: it has request bytes to take, or (with the request out
     /// and the client keeping up) response bytes to send.
     fn is_waiting_on_upstream(&self, conn: &Conn) -> bool {
