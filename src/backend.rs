@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, Instant};
 
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, ProxyVersion};
 use crate::stats::ResponseStats;
 
 /// Operator-set admission state of a backend (spec §6 drain/enable/disable).
@@ -86,6 +86,8 @@ pub struct Backend {
     pub address: SocketAddr,
     /// Relative share for weighted algorithms (≥ 1).
     pub weight: u32,
+    /// The PROXY protocol header each new connection to it starts with, if any.
+    pub send_proxy: Option<ProxyVersion>,
     alive: AtomicBool,
     /// Milliseconds after [`epoch`] at which it last came up; `u64::MAX` while it has
     /// been up since lbd started (no slow start due).
@@ -120,6 +122,7 @@ impl Backend {
             name: config.name.clone(),
             address: config.address,
             weight: config.weight,
+            send_proxy: config.send_proxy,
             alive: AtomicBool::new(true),
             up_since: AtomicU64::new(u64::MAX),
             admin: AtomicU8::new(AdminState::Enabled as u8),

@@ -33,8 +33,6 @@ pub mod route;
 mod access;
 mod admin;
 mod bounds;
-// Wired in by the accept path (issue 12).
-#[allow(dead_code)]
 mod cidr;
 mod control;
 #[cfg(feature = "dns")]

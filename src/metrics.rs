@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::Backend;
 use crate::snapshot::Snapshot;
-use crate::stats::{ResponseStats, Shared, BUCKETS};
+use crate::stats::{ResponseStats, Shared, BUCKETS, PROXY_ERROR_REASONS};
 
 /// `lbd_requests_total` lines for one label value.
 fn render_codes(out: &mut String, stats: &ResponseStats, backend: &str) {
@@ -237,6 +237,19 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
         "lbd_tls_connections {}",
         shared.tls_connections.load(Ordering::Relaxed)
     );
+    header(
+        &mut out,
+        "lbd_proxy_protocol_errors_total",
+        "counter",
+        "Connections closed for their PROXY protocol header, by reason.",
+    );
+    for (reason, n) in PROXY_ERROR_REASONS.iter().zip(&shared.proxy_errors) {
+        let _ = writeln!(
+            out,
+            "lbd_proxy_protocol_errors_total{{reason=\"{reason}\"}} {}",
+            load(n)
+        );
+    }
     header(
         &mut out,
         "lbd_bytes_total",

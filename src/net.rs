@@ -124,6 +124,29 @@ impl Edges {
     }
 }
 
+impl Edges {
+    /// Writes `first` then `second` in one `writev`, and updates the writable edge.
+    pub fn write_two(&mut self, stream: &mut impl Write, first: &[u8], second: &[u8]) -> Io {
+        let bufs = [io::IoSlice::new(first), io::IoSlice::new(second)];
+        let total = first.len() + second.len();
+        loop {
+            return match stream.write_vectored(&bufs) {
+                Ok(0) => Io::Closed,
+                Ok(n) => {
+                    self.writable = n == total;
+                    Io::Progress(n)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    Io::WouldBlock
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Io::Failed(e),
+            };
+        }
+    }
+}
+
 /// The outcome of checking a pending non-blocking connect.
 #[derive(Debug)]
 pub enum ConnectStatus {

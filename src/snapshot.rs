@@ -42,8 +42,8 @@ impl Snapshot {
         }
     }
 
-    /// The snapshot after a reload to `config`. A backend whose name, address and weight
-    /// are unchanged is carried over (its health, admin state and counters with it); a
+    /// The snapshot after a reload to `config`. A backend whose name, address, weight
+    /// and `send_proxy` are unchanged is carried over (its health, admin state and counters with it); a
     /// changed one starts afresh but keeps the health verdict of its address; a new
     /// address starts alive and ramps up under slow start.
     pub fn reload(&self, config: Config, now: Instant) -> Snapshot {
@@ -51,10 +51,12 @@ impl Snapshot {
             .backends
             .iter()
             .map(|c| {
-                let same = self
-                    .backends
-                    .iter()
-                    .find(|b| b.name == c.name && b.address == c.address && b.weight == c.weight);
+                let same = self.backends.iter().find(|b| {
+                    b.name == c.name
+                        && b.address == c.address
+                        && b.weight == c.weight
+                        && b.send_proxy == c.send_proxy
+                });
                 if let Some(b) = same {
                     return Arc::clone(b);
                 }

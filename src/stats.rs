@@ -12,6 +12,23 @@ pub const BUCKETS: [f64; 12] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The reasons a connection is refused for its PROXY protocol header (spec §11): the
+/// parser's words (`proxy_protocol::ProxyError::reason`), then `timeout` (incomplete at
+/// `client_header`), `closed` (the peer closed mid-header) and `untrusted` (a peer outside
+/// `trusted_proxies`).
+pub const PROXY_ERROR_REASONS: [&str; 10] = [
+    "bad_signature",
+    "bad_syntax",
+    "too_long",
+    "bad_version",
+    "bad_command",
+    "bad_family",
+    "bad_length",
+    "timeout",
+    "closed",
+    "untrusted",
+];
+
 /// Responses by status code and their durations, for one backend (or for answers lbd
 /// made without one).
 #[derive(Debug)]
@@ -116,6 +133,9 @@ pub struct Shared {
     pub tls_handshakes_failed: AtomicU64,
     /// Open TLS client connections, all workers.
     pub tls_connections: AtomicUsize,
+    /// Connections closed for their PROXY protocol header, by reason
+    /// ([`PROXY_ERROR_REASONS`]).
+    pub proxy_errors: [AtomicU64; PROXY_ERROR_REASONS.len()],
     /// Answers lbd made without a backend (refused requests, no backend alive).
     pub unrouted: ResponseStats,
     /// Successful configuration reloads.
@@ -124,6 +144,16 @@ pub struct Shared {
     pub reloads_failed: AtomicU64,
     /// Set once shutdown begins.
     pub shutting_down: AtomicBool,
+}
+
+impl Shared {
+    /// Counts a connection refused for its PROXY header, by reason (one of
+    /// [`PROXY_ERROR_REASONS`]; another word is counted nowhere).
+    pub fn record_proxy_error(&self, reason: &str) {
+        if let Some(i) = PROXY_ERROR_REASONS.iter().position(|&r| r == reason) {
+            self.proxy_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Default for Shared {
@@ -138,6 +168,7 @@ impl Default for Shared {
             tls_handshakes_ok: AtomicU64::new(0),
             tls_handshakes_failed: AtomicU64::new(0),
             tls_connections: AtomicUsize::new(0),
+            proxy_errors: Default::default(),
             unrouted: ResponseStats::default(),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),

@@ -146,6 +146,24 @@ impl TlsConn {
         Io::WouldBlock
     }
 
+    /// Takes ciphertext that was read before the transport started (bytes after a PROXY
+    /// protocol header).
+    pub fn feed(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if self.conn.read_tls(&mut bytes)? == 0 {
+                break;
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                self.handshake = Handshake::Failed;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+        if self.handshake == Handshake::Pending && !self.conn.is_handshaking() {
+            self.handshake = Handshake::Done;
+        }
+        Ok(())
+    }
+
     /// Hands plaintext to rustls, as much as its bounded buffer takes, then writes
     /// ciphertext as the socket allows. `Progress(n)`: `n` bytes of `data` were taken.
     pub fn write(&mut self, stream: &mut TcpStream, edges: &mut Edges, data: &[u8]) -> Io {

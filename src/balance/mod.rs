@@ -255,6 +255,7 @@ pub(crate) mod testing {
                     host_port: String::new(),
                     weight,
                     name: format!("b{i}"),
+                    send_proxy: None,
                 }))
             })
             .collect()

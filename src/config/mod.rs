@@ -18,8 +18,8 @@ use crate::route::RouteSpec;
 pub use pools::{Pool, DEFAULT_POOL};
 pub use raw::{
     AdminConfig, Algorithm, BackendConfig, BalancerConfig, CertificateConfig, DnsConfig, HashKey,
-    Health, HealthOverrides, Limits, Log, PoolConfig, RawConfig, RetryPolicy, RouteConfig,
-    ServerConfig, Timeouts, TlsConfig, TlsVersion,
+    Health, HealthOverrides, Limits, Log, PoolConfig, ProxyVersion, RawConfig, RetryPolicy,
+    RouteConfig, ServerConfig, Timeouts, TlsConfig, TlsVersion,
 };
 #[cfg(feature = "tls")]
 pub use tls::{crypto_provider, LoadedCertificate, TlsServer, TLS_BUFFER_LIMIT};

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::parse::{
     de_address, de_address_as_written, de_duration, de_ip_address, de_opt_duration,
 };
+use crate::cidr::Cidr;
 use crate::grammar::is_token_byte;
 
 /// The configuration as the file states it (or as an embedder builds it), before
@@ -119,6 +120,22 @@ pub struct ServerConfig {
     /// Open client connections per process; at the limit, accepting pauses.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections to this listener start with a PROXY protocol header (spec §11).
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// When not empty, only peers inside these blocks may connect (both listeners);
+    /// others are closed at once.
+    #[serde(default, deserialize_with = "de_cidrs")]
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// serde adapter for a list of CIDR blocks (`"10.0.0.0/8"`, `"::1"`).
+fn de_cidrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| t.parse::<Cidr>().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 /// `[timeouts]`: every phase of a connection has one.
@@ -326,6 +343,19 @@ pub struct BackendConfig {
     /// Name in logs, metrics and the admin API; empty: the address (filled in by
     /// validation).
     pub name: String,
+    /// Each new connection to it starts with a PROXY protocol header of this version
+    /// (spec §11); such a connection serves only the client connection it was opened for.
+    pub send_proxy: Option<ProxyVersion>,
+}
+
+/// A PROXY protocol version lbd writes toward a backend (`send_proxy = "v1" | "v2"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyVersion {
+    /// The text header (`PROXY TCP4 ...`).
+    V1,
+    /// The binary header.
+    V2,
 }
 
 /// The keys of a `[[backend]]` table as serde reads them; the address parser keeps the
@@ -340,6 +370,8 @@ struct BackendFields {
     weight: u32,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    send_proxy: Option<ProxyVersion>,
 }
 
 impl From<BackendFields> for BackendConfig {
@@ -349,6 +381,7 @@ impl From<BackendFields> for BackendConfig {
             host_port: f.address.1,
             weight: f.weight,
             name: f.name,
+            send_proxy: f.send_proxy,
         }
     }
 }
@@ -495,6 +528,8 @@ impl RawConfig {
                 listen,
                 workers: default_workers(),
                 max_connections: default_max_connections(),
+                proxy_protocol: false,
+                trusted_proxies: Vec::new(),
             },
             timeouts: Timeouts::default(),
             balancer: BalancerConfig::default(),
@@ -508,6 +543,7 @@ impl RawConfig {
                     host_port: String::new(),
                     weight: 1,
                     name: String::new(),
+                    send_proxy: None,
                 })
                 .collect(),
             pool_tables: Vec::new(),

@@ -19,7 +19,9 @@ use mio::{Events, Interest, Poll};
 use hysteresis::Hysteresis;
 use probe::{Probe, Verdict};
 
+use crate::config::ProxyVersion;
 use crate::control::{HealthMsg, Mailbox, WorkerMsg};
+use crate::proxy_protocol;
 use crate::snapshot::Snapshot;
 use crate::token::{self, HealthTarget};
 
@@ -160,9 +162,15 @@ impl HealthChecker {
             if self.probes[i].is_some() {
                 continue; // still running: its deadline settles it
             }
+            // Spec §11: a probe has no client behind it.
+            let preface = backend.send_proxy.map(|version| match version {
+                ProxyVersion::V1 => proxy_protocol::write_v1_unknown(),
+                ProxyVersion::V2 => proxy_protocol::write_v2_local(),
+            });
             match Probe::start(
                 backend.address,
                 health.path.as_deref(),
+                preface.as_ref().map(|h| h.as_bytes()),
                 now + health.timeout,
             ) {
                 Ok(mut probe) => {

@@ -30,7 +30,12 @@ pub struct Probe {
     /// The socket.
     pub stream: TcpStream,
     stage: Stage,
-    request: Option<Vec<u8>>,
+    /// What is sent once connected: a PROXY header for a `send_proxy` backend, then the
+    /// HTTP check's request; empty for a plain TCP check.
+    request: Vec<u8>,
+    /// An HTTP check: the status line decides; otherwise connecting (and sending the
+    /// PROXY header) is the whole check.
+    http: bool,
     response: Vec<u8>,
     /// When the probe counts as failed.
     pub deadline: Instant,
@@ -49,16 +54,25 @@ pub enum Verdict {
 
 impl Probe {
     /// Starts a probe: a connect, and for `path` an HTTP GET.
-    pub fn start(addr: SocketAddr, path: Option<&str>, deadline: Instant) -> io::Result<Probe> {
+    pub fn start(
+        addr: SocketAddr,
+        path: Option<&str>,
+        preface: Option<&[u8]>,
+        deadline: Instant,
+    ) -> io::Result<Probe> {
         let stream = TcpStream::connect(addr)?;
-        let request = path.map(|p| {
-            format!("GET {p} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: lbd-health\r\nConnection: close\r\n\r\n")
-                .into_bytes()
-        });
+        let mut request = preface.unwrap_or_default().to_vec();
+        if let Some(p) = path {
+            request.extend_from_slice(
+                format!("GET {p} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: lbd-health\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
         Ok(Probe {
             stream,
             stage: Stage::Connecting,
             request,
+            http: path.is_some(),
             response: Vec::new(),
             deadline,
         })
@@ -77,18 +91,17 @@ impl Probe {
                             return Verdict::Unhealthy(format!("connect: {e}"))
                         }
                     }
-                    if self.request.is_none() {
-                        return Verdict::Healthy;
-                    }
                     self.stage = Stage::Sending(0);
                 }
                 Stage::Sending(sent) => {
-                    let request = self.request.as_deref().unwrap_or_default();
-                    if sent == request.len() {
+                    if sent == self.request.len() {
+                        if !self.http {
+                            return Verdict::Healthy;
+                        }
                         self.stage = Stage::Reading;
                         continue;
                     }
-                    match net::write(&mut self.stream, &request[sent..]) {
+                    match net::write(&mut self.stream, &self.request[sent..]) {
                         Io::Progress(n) => self.stage = Stage::Sending(sent + n),
                         Io::WouldBlock => return Verdict::Pending,
                         Io::Closed => return Verdict::Unhealthy("closed while sending".into()),

@@ -103,6 +103,34 @@ impl Conn {
         io
     }
 
+    /// Reads once from the socket itself, bypassing the transport (a PROXY protocol
+    /// header precedes TLS).
+    pub fn read_raw(&mut self) -> Io {
+        let io = self.edges.read(&mut self.client, self.client_in.spare());
+        match io {
+            Io::Progress(n) => self.client_in.commit(n),
+            Io::Closed => self.peer = Peer::HalfClosed,
+            Io::Failed(_) => self.peer = Peer::Broken,
+            Io::WouldBlock => {}
+        }
+        io
+    }
+
+    /// Bytes read raw (after a PROXY header) belong to the transport: a TLS transport
+    /// takes them as ciphertext; plain ones stay in `client_in` as the request's start.
+    pub fn hand_over_input(&mut self) -> std::io::Result<()> {
+        match &mut self.transport {
+            Transport::Plain => {}
+            #[cfg(feature = "tls")]
+            Transport::Tls(tls) => {
+                tls.feed(self.client_in.data())?;
+                self.client_in.clear();
+            }
+        }
+        self.client_in.reset_if_empty();
+        Ok(())
+    }
+
     /// Writes once from `client_out` (not empty) to the client.
     pub fn write(&mut self) -> Io {
         let data = self.client_out.data();

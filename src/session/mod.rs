@@ -26,6 +26,7 @@ use crate::http::request::RequestHead;
 use crate::http::scan::RequestScan;
 use crate::http::{self, Framing, RequestError};
 use crate::net::{Io, Peer};
+use crate::proxy_protocol::{self, Parsed};
 
 /// Progress rounds per drive before yielding to other sessions (fairness); the worker
 /// drives a session that hit the bound again on its next turn.
@@ -68,6 +69,13 @@ impl std::ops::BitOr for Progress {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 enum Phase {
+    /// The connection must begin with a PROXY protocol header (spec §11), read before
+    /// anything else (before TLS on the TLS listener); due `client_header` after accept.
+    /// A bad, oversized or late header closes the connection without an answer.
+    Proxy {
+        /// Accept + `client_header`; the first head is due by the same deadline.
+        deadline: Instant,
+    },
     /// A new connection: nothing of its first head has arrived (a TLS handshake may be
     /// under way). The first head is due `client_header` after accept; passing it with
     /// no byte closes the connection without an answer.
@@ -153,18 +161,24 @@ pub struct Session {
 }
 
 impl Session {
-    /// A freshly accepted connection, waiting for its first head.
+    /// A freshly accepted connection, waiting for its first head (after a PROXY protocol
+    /// header when its listener expects one).
     pub fn new(
         client: TcpStream,
         transport: Transport,
         addr: SocketAddr,
         local: SocketAddr,
+        expect_proxy: bool,
         env: &Env,
     ) -> Session {
         let deadline = env.now + env.config().timeouts.client_header;
         Session {
             conn: Conn::new(client, transport, addr, local, env.now),
-            phase: Phase::Fresh { deadline },
+            phase: if expect_proxy {
+                Phase::Proxy { deadline }
+            } else {
+                Phase::Fresh { deadline }
+            },
             deadline,
             armed: None,
             scheduled: false,
@@ -210,8 +224,10 @@ impl Session {
 
     /// True when idle between requests with nothing pending (closed first at shutdown).
     pub fn is_idle(&self) -> bool {
-        matches!(self.phase, Phase::Fresh { .. } | Phase::Idle { .. })
-            && self.conn.client_in.is_empty()
+        matches!(
+            self.phase,
+            Phase::Proxy { .. } | Phase::Fresh { .. } | Phase::Idle { .. }
+        ) && self.conn.client_in.is_empty()
             && self.conn.client_out.is_empty()
     }
 
@@ -237,6 +253,11 @@ impl Session {
             Phase::Head { scan, .. } if self.conn.client_out.is_empty() && !scan.is_blank() => {
                 log::debug!("client={} header timeout", self.conn.addr);
                 self.refuse(Fault::HeaderTimeout, None, env);
+            }
+            Phase::Proxy { .. } => {
+                log::debug!("client={} PROXY header timeout", self.conn.addr);
+                env.shared.record_proxy_error("timeout");
+                self.phase = Phase::Done;
             }
             Phase::Fresh { .. } | Phase::Idle { .. } | Phase::Head { .. } => {
                 log::debug!("client={} idle timeout", self.conn.addr);
@@ -274,6 +295,10 @@ impl Session {
 
     fn step(&mut self, sid: usize, env: &mut Env) -> Progress {
         match &mut self.phase {
+            Phase::Proxy { deadline } => {
+                let deadline = *deadline;
+                self.step_proxy(deadline, env)
+            }
             Phase::Fresh { .. } | Phase::Idle { .. } | Phase::Head { .. } => self.step_head(env),
             Phase::Exchange(x) => {
                 let outcome = x.step(sid, &mut self.conn, env);
@@ -426,6 +451,43 @@ impl Session {
         }
     }
 
+    /// Waits for a whole PROXY protocol header; its source becomes the client's address
+    /// (X-Forwarded-For, hashing, logs, metrics). Bytes after it are the connection's own:
+    /// the first request, or (TLS listener) the ClientHello, handed to the transport.
+    fn step_proxy(&mut self, deadline: Instant, env: &mut Env) -> Progress {
+        let conn = &mut self.conn;
+        let parsed = proxy_protocol::parse(conn.client_in.data());
+        let reason = match parsed {
+            Ok(Parsed::Complete { header, len }) => {
+                conn.addr = header.client(conn.addr);
+                conn.client_in.advance(len);
+                match conn.hand_over_input() {
+                    Ok(()) => {
+                        self.phase = Phase::Fresh { deadline };
+                        return Progress::Moved;
+                    }
+                    Err(e) => {
+                        log::debug!("client={} tls: {e}", conn.addr);
+                        if let Some(ok) = conn.take_handshake() {
+                            env.stats.record_handshake(ok);
+                        }
+                        self.phase = Phase::Done;
+                        return Progress::Moved;
+                    }
+                }
+            }
+            Ok(Parsed::Incomplete) if !conn.peer.is_eof() => return Progress::Idle,
+            Ok(Parsed::Incomplete) => "closed",
+            Err(e) => {
+                log::debug!("client={} {e}", conn.addr);
+                e.reason()
+            }
+        };
+        env.shared.record_proxy_error(reason);
+        self.phase = Phase::Done;
+        Progress::Moved
+    }
+
     /// Waits for a whole request head, then starts its exchange (or refuses it).
     fn step_head(&mut self, env: &mut Env) -> Progress {
         let conn = &mut self.conn;
@@ -538,7 +600,11 @@ impl Session {
                 return Progress::Idle; // backpressure: the client waits until we consume
             }
         }
-        let io = conn.read();
+        let io = if matches!(self.phase, Phase::Proxy { .. }) {
+            conn.read_raw()
+        } else {
+            conn.read()
+        };
         if let Some(ok) = conn.take_handshake() {
             env.stats.record_handshake(ok);
         }
@@ -612,9 +678,10 @@ impl Session {
             {
                 conn.last_client_io + env.config().timeouts.client_io
             }
-            Phase::Fresh { deadline } | Phase::Idle { deadline } | Phase::Head { deadline, .. } => {
-                *deadline
-            }
+            Phase::Proxy { deadline }
+            | Phase::Fresh { deadline }
+            | Phase::Idle { deadline }
+            | Phase::Head { deadline, .. } => *deadline,
             Phase::Exchange(x) => x.deadline(conn, env),
             Phase::Flushing { deadline, .. } | Phase::Lingering { deadline, .. } => *deadline,
             Phase::Done => env.now,

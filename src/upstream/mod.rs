@@ -20,6 +20,7 @@ use slab::Slab;
 
 use crate::backend::Backend;
 use crate::net::{self, ConnectStatus, Edges, Io, Peer};
+use crate::proxy_protocol::HeaderBytes;
 use crate::timer::Timers;
 use crate::token;
 use pool::IdlePool;
@@ -47,6 +48,9 @@ enum Link {
     Idle {
         /// The idle deadline (`timeouts.upstream_idle` after it was pooled).
         until: Instant,
+        /// The one session that may take it back (a connection that began with a PROXY
+        /// header carries that client's address); `None`: any session.
+        session: Option<usize>,
     },
 }
 
@@ -62,10 +66,20 @@ struct Upstream {
     generation: u64,
     edges: Edges,
     link: Link,
+    /// A PROXY protocol header still to be written before the first request byte.
+    preface: Option<Preface>,
     /// Exchanges completed on it; above zero means it came from the pool.
     exchanges: u32,
     /// Earliest timer entry armed for it.
     armed: Option<Instant>,
+}
+
+/// A PROXY protocol header (spec §11) a new connection sends before anything else.
+#[derive(Debug, Clone, Copy)]
+struct Preface {
+    header: HeaderBytes,
+    /// Bytes of it written so far.
+    sent: usize,
 }
 
 /// Every upstream connection of one worker.
@@ -76,6 +90,9 @@ pub struct Upstreams {
     registry: Registry,
     conns: Slab<Upstream>,
     idle: IdlePool,
+    /// Idle connections that only their own session may take back (`Link::Idle` with a
+    /// session): one per session and backend at most.
+    bound: Vec<usize>,
     timers: Timers<usize>,
     generation: u64,
     keep_idle: Option<Duration>,
@@ -89,6 +106,7 @@ impl Upstreams {
             registry,
             conns: Slab::new(),
             idle: IdlePool::default(),
+            bound: Vec::new(),
             timers: Timers::default(),
             generation,
             keep_idle: Some(idle_timeout),
@@ -101,7 +119,15 @@ impl Upstreams {
         if generation != self.generation {
             return None;
         }
-        let uid = self.idle.take(index)?;
+        let bound = self.bound.iter().position(|&u| {
+            let up = &self.conns[u];
+            up.index == index
+                && matches!(up.link, Link::Idle { session: Some(s), .. } if s == owner)
+        });
+        let uid = match bound {
+            Some(i) => self.bound.swap_remove(i),
+            None => self.idle.take(index)?,
+        };
         let up = &mut self.conns[uid];
         up.backend.add_idle(-1);
         up.link = Link::Busy {
@@ -112,13 +138,15 @@ impl Upstreams {
     }
 
     /// Starts a non-blocking connect to `backend` (index `index` of snapshot
-    /// `generation`) for session `owner` (step 1 of mio's connect recipe).
+    /// `generation`) for session `owner` (step 1 of mio's connect recipe). `preface` is a
+    /// PROXY protocol header written before the first request byte.
     pub fn connect(
         &mut self,
         backend: &Arc<Backend>,
         generation: u64,
         index: usize,
         owner: usize,
+        preface: Option<HeaderBytes>,
     ) -> io::Result<UpstreamId> {
         let mut stream = TcpStream::connect(backend.address)?;
         let entry = self.conns.vacant_entry();
@@ -135,6 +163,7 @@ impl Upstreams {
             generation,
             edges: Edges::default(),
             link: Link::Connecting { owner },
+            preface: preface.map(|header| Preface { header, sent: 0 }),
             exchanges: 0,
             armed: None,
         });
@@ -173,13 +202,33 @@ impl Upstreams {
         self.conns[id.0].exchanges > 0
     }
 
-    /// Writes once when the socket has a writable edge; `WouldBlock` without one.
+    /// Writes once when the socket has a writable edge; `WouldBlock` without one. A
+    /// PROXY header not yet sent goes first, in the same `writev`; `Progress` counts only
+    /// bytes of `data`.
     pub fn write(&mut self, id: UpstreamId, data: &[u8]) -> Io {
         let up = &mut self.conns[id.0];
         if !up.edges.writable {
             return Io::WouldBlock;
         }
-        up.edges.write(&mut up.stream, data)
+        let Some(preface) = &mut up.preface else {
+            return up.edges.write(&mut up.stream, data);
+        };
+        let rest = &preface.header.as_bytes()[preface.sent..];
+        match up.edges.write_two(&mut up.stream, rest, data) {
+            Io::Progress(n) if n < rest.len() => {
+                preface.sent += n;
+                Io::WouldBlock // the socket took less than offered: its edge is used up
+            }
+            Io::Progress(n) => {
+                let data_sent = n - rest.len();
+                up.preface = None;
+                match data_sent {
+                    0 => Io::WouldBlock,
+                    n => Io::Progress(n),
+                }
+            }
+            io => io,
+        }
     }
 
     /// Reads once into `buf` when the socket has a readable edge and has not ended;
@@ -217,8 +266,20 @@ impl Upstreams {
         if reusable && self.is_poolable(uid) {
             let until = now + self.keep_idle.unwrap_or_default();
             let up = &mut self.conns[uid];
-            if self.idle.put(up.index, uid) {
-                up.link = Link::Idle { until };
+            // A connection that began with a PROXY header speaks for its client only.
+            let session = match up.link {
+                Link::Busy { owner, .. } if up.backend.send_proxy.is_some() => Some(owner),
+                _ => None,
+            };
+            let pooled = match session {
+                Some(_) => {
+                    self.bound.push(uid);
+                    true
+                }
+                None => self.idle.put(up.index, uid),
+            };
+            if pooled {
+                up.link = Link::Idle { until, session };
                 up.exchanges += 1;
                 up.backend.add_idle(1);
                 self.timers.arm(uid, until, &mut up.armed);
@@ -226,6 +287,21 @@ impl Upstreams {
             }
         }
         self.close(uid);
+    }
+
+    /// A session ended: the idle connections only it could take back close.
+    pub fn release_session(&mut self, sid: usize) {
+        let mine: Vec<usize> = self
+            .bound
+            .iter()
+            .copied()
+            .filter(
+                |&u| matches!(self.conns[u].link, Link::Idle { session: Some(s), .. } if s == sid),
+            )
+            .collect();
+        for uid in mine {
+            self.discard_idle(uid);
+        }
     }
 
     /// Spec §7.4: only a connection of the current snapshot to a backend that may be
@@ -293,7 +369,7 @@ impl Upstreams {
                 continue; // stale entry
             }
             up.armed = None;
-            if let Link::Idle { until } = up.link {
+            if let Link::Idle { until, .. } = up.link {
                 if until <= now {
                     self.discard_idle(uid);
                 } else {
@@ -331,12 +407,26 @@ impl Upstreams {
             self.conns[uid].backend.add_idle(-1);
             self.close(uid);
         }
+        let bound: Vec<usize> = self
+            .bound
+            .iter()
+            .copied()
+            .filter(|&u| index.is_none_or(|i| self.conns[u].index == i))
+            .collect();
+        for uid in bound {
+            self.discard_idle(uid);
+        }
     }
 
     /// Closes one idle connection that expired, closed or sent stray bytes.
     fn discard_idle(&mut self, uid: usize) {
         let up = &self.conns[uid];
-        self.idle.remove(up.index, uid);
+        match up.link {
+            Link::Idle {
+                session: Some(_), ..
+            } => self.bound.retain(|&u| u != uid),
+            _ => self.idle.remove(up.index, uid),
+        }
         up.backend.add_idle(-1);
         self.close(uid);
     }
@@ -364,6 +454,7 @@ mod tests {
         ups: Upstreams,
         backend: Arc<Backend>,
         listener: TcpListener,
+        preface: Option<HeaderBytes>,
     }
 
     impl Rig {
@@ -374,6 +465,7 @@ mod tests {
                 host_port: String::new(),
                 weight: 1,
                 name: "b".into(),
+                send_proxy: None,
             }));
             let poll = Poll::new().unwrap();
             let ups = Upstreams::new(
@@ -387,6 +479,7 @@ mod tests {
                 ups,
                 backend,
                 listener,
+                preface: None,
             }
         }
 
@@ -410,7 +503,10 @@ mod tests {
 
         /// A connected, busy connection for session 7, and the backend's end of it.
         fn connected(&mut self) -> (UpstreamId, std::net::TcpStream) {
-            let id = self.ups.connect(&self.backend, 0, 0, 7).unwrap();
+            let id = self
+                .ups
+                .connect(&self.backend, 0, 0, 7, self.preface)
+                .unwrap();
             let (server, _) = self.listener.accept().unwrap();
             for _ in 0..50 {
                 self.turn();
@@ -512,5 +608,53 @@ mod tests {
         rig.ups.expire(now + Duration::from_secs(60));
         assert_eq!(rig.backend.idle_connections(), 0);
         assert!(rig.ups.take_idle(0, 0, 1).is_none());
+    }
+
+    /// A connection to a `send_proxy` backend writes its PROXY header before the first
+    /// request byte (in one writev), and idles bound to its session: another session
+    /// cannot take it, and it closes when its session ends.
+    #[test]
+    fn proxy_preface_and_session_bound_idling() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut rig = Rig::new();
+        let mut config = BackendConfig {
+            address: listener.local_addr().unwrap(),
+            host_port: String::new(),
+            weight: 1,
+            name: "p".into(),
+            send_proxy: Some(crate::config::ProxyVersion::V1),
+        };
+        config.host_port = config.address.to_string();
+        rig.backend = Arc::new(Backend::new(&config));
+        rig.listener = listener;
+        let header = crate::proxy_protocol::write_v1(
+            "10.1.2.3:4567".parse().unwrap(),
+            "10.9.9.9:80".parse().unwrap(),
+        );
+        rig.preface = Some(header);
+        let (id, mut server) = rig.connected();
+        let mut sent = 0;
+        for _ in 0..50 {
+            if let Io::Progress(n) = rig.ups.write(id, b"GET / HTTP/1.1\r\n\r\n") {
+                sent = n;
+                break;
+            }
+            rig.turn();
+        }
+        assert_eq!(sent, 18, "only request bytes are counted");
+        let want = b"PROXY TCP4 10.1.2.3 10.9.9.9 4567 80\r\nGET / HTTP/1.1\r\n\r\n";
+        let mut got = vec![0u8; want.len()];
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..], &want[..]);
+        rig.ups.release(id, true, Instant::now());
+        assert_eq!(rig.backend.idle_connections(), 1);
+        assert!(rig.ups.take_idle(0, 0, 8).is_none(), "another session");
+        let again = rig.ups.take_idle(0, 0, 7).expect("its own session");
+        rig.ups.release(again, true, Instant::now());
+        rig.ups.release_session(7);
+        assert_eq!(rig.backend.idle_connections(), 0, "closed with its session");
     }
 }

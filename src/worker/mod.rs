@@ -232,6 +232,18 @@ impl Worker {
             protocol,
         } = accepted;
         let shared = &self.env.shared;
+        let config = self.env.config();
+        let trusted = &config.server.trusted_proxies;
+        if !trusted.is_empty() && !trusted.iter().any(|c| c.contains(peer.ip())) {
+            log::debug!("worker={} client={peer} not in trusted_proxies", self.id);
+            shared.record_proxy_error("untrusted");
+            shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let expect_proxy = match protocol {
+            Protocol::Http => config.server.proxy_protocol,
+            Protocol::Https => config.tls.as_ref().is_some_and(|t| t.proxy_protocol),
+        };
         let Some(transport) = self.transport(protocol) else {
             shared.open_connections.fetch_sub(1, Ordering::Relaxed);
             return;
@@ -246,7 +258,7 @@ impl Worker {
         // waiting costs no epoll_ctl at all.
         let entry = self.sessions.vacant_entry();
         let sid = entry.key();
-        let mut session = Session::new(stream, transport, peer, local, &self.env);
+        let mut session = Session::new(stream, transport, peer, local, expect_proxy, &self.env);
         self.timers.arm(sid, session.deadline, &mut session.armed);
         schedule(&mut self.ready, &mut session, sid);
         entry.insert(session);
@@ -338,6 +350,7 @@ impl Worker {
     fn remove_session(&mut self, sid: usize) {
         let mut s = self.sessions.remove(sid);
         s.close(&mut self.env);
+        self.env.upstreams.release_session(sid);
         // No deregister: closing the socket (dropping `s`) takes it out of the epoll set.
         let shared = &self.env.shared;
         shared.open_connections.fetch_sub(1, Ordering::Relaxed);

@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 use super::{Attempt, Exchange, Flow, HeadWait, Outcome};
 use crate::balance::PickContext;
 use crate::bounds::MAX_ATTEMPTS;
-use crate::config::HashKey;
+use crate::config::{HashKey, ProxyVersion};
 use crate::fault::Fault;
 use crate::net::{self, ConnectStatus};
+use crate::proxy_protocol;
 use crate::retry::{self, Attempts, Budget, Failure, Next};
 use crate::session::{Conn, Env, Progress};
 use crate::upstream::UpstreamId;
@@ -65,7 +66,16 @@ impl Exchange {
         }
         self.tries.attempts.connects += 1;
         let backend = std::sync::Arc::clone(env.generations.backend(lease));
-        match env.upstreams.connect(&backend, generation, index, sid) {
+        // Spec §11: the backend learns the client's address (the one a PROXY header gave
+        // lbd, if any) and the address it connected to.
+        let preface = backend.send_proxy.map(|version| match version {
+            ProxyVersion::V1 => proxy_protocol::write_v1(conn.addr, conn.local),
+            ProxyVersion::V2 => proxy_protocol::write_v2(conn.addr, conn.local),
+        });
+        match env
+            .upstreams
+            .connect(&backend, generation, index, sid, preface)
+        {
             Ok(up) => {
                 self.attempt = Attempt::Connecting {
                     up,
