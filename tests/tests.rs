@@ -11,5 +11,6 @@ mod failover;
 mod hardening;
 mod ops;
 mod proxy;
+mod proxy_protocol;
 #[cfg(feature = "tls")]
 mod tls;

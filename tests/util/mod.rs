@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
