@@ -102,6 +102,7 @@ fn response_heads(c: &mut Criterion) {
         head_request: false,
         client_minor: 1,
         client_keep_alive: true,
+        upgrade: false,
     };
     let mut group = c.benchmark_group("response_parse_rewrite");
     response::parse(RESPONSE, &ctx, &mut out).expect("valid head");

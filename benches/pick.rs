@@ -47,6 +47,7 @@ fn setup(algorithm: Kind, slow_start: Option<Duration>) -> Arc<Setup> {
                 host_port: String::new(),
                 weight,
                 name: format!("b{i}"),
+                send_proxy: None,
             }))
         })
         .collect();

@@ -96,6 +96,8 @@ pub struct Entry<'a> {
     pub tls: &'a str,
     /// The server name the TLS client sent (SNI), if any.
     pub sni: Option<&'a str>,
+    /// For a tunnel (spec §10): bytes passed to the upstream and to the client.
+    pub tunnel: Option<(u64, u64)>,
     /// Attempts retried.
     pub retries: u32,
     /// Why lbd answered or closed: `ok`, `client_closed`, `bad_request`, `timeout`, ...
@@ -128,6 +130,9 @@ pub fn format(entry: &Entry<'_>, now: SystemTime) -> String {
     let _ = write!(line, " duration={:.3} tls={}", entry.duration, entry.tls);
     if entry.tls != "-" {
         let _ = write!(line, " sni={}", entry.sni.unwrap_or("-"));
+    }
+    if let Some((up, down)) = entry.tunnel {
+        let _ = write!(line, " tunnel_up={up} tunnel_down={down}");
     }
     let _ = write!(line, " retries={} reason={}", entry.retries, entry.reason);
     line
@@ -235,6 +240,7 @@ mod tests {
                 duration: 0.0123,
                 tls: "-",
                 sni: None,
+                tunnel: None,
                 retries: 1,
                 reason: "ok",
             },

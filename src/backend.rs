@@ -98,6 +98,8 @@ pub struct Backend {
     pub in_flight: CachePadded<AtomicUsize>,
     /// Upstream connections opened to it.
     pub connections_total: AtomicU64,
+    /// Tunnels opened to it (101 answers relayed).
+    pub tunnels_total: AtomicU64,
     /// Attempts on it that failed (connect or before a response).
     pub failures_total: AtomicU64,
     /// Health probes that passed.
@@ -128,6 +130,7 @@ impl Backend {
             admin: AtomicU8::new(AdminState::Enabled as u8),
             in_flight: CachePadded::new(AtomicUsize::new(0)),
             connections_total: AtomicU64::new(0),
+            tunnels_total: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
             probes_ok: AtomicU64::new(0),
             probes_failed: AtomicU64::new(0),

@@ -78,6 +78,7 @@ fn refused(e: RequestError) -> Canned {
         RequestError::UriTooLong => Canned::UriTooLong,
         RequestError::HeadersTooLarge => Canned::HeadersTooLarge,
         RequestError::NotImplemented(_) => Canned::NotImplemented,
+        RequestError::MethodNotAllowed => Canned::MethodNotAllowed,
     }
 }
 

@@ -239,6 +239,30 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     );
     header(
         &mut out,
+        "lbd_tunnels",
+        "gauge",
+        "Open tunnels (upgraded connections).",
+    );
+    let _ = writeln!(
+        out,
+        "lbd_tunnels {}",
+        shared.tunnels.load(Ordering::Relaxed)
+    );
+    header(
+        &mut out,
+        "lbd_tunnels_total",
+        "counter",
+        "Tunnels opened, by backend.",
+    );
+    for (name, b) in &backends {
+        let _ = writeln!(
+            out,
+            "lbd_tunnels_total{{backend=\"{name}\"}} {}",
+            load(&b.tunnels_total)
+        );
+    }
+    header(
+        &mut out,
         "lbd_proxy_protocol_errors_total",
         "counter",
         "Connections closed for their PROXY protocol header, by reason.",

@@ -133,6 +133,8 @@ pub struct Shared {
     pub tls_handshakes_failed: AtomicU64,
     /// Open TLS client connections, all workers.
     pub tls_connections: AtomicUsize,
+    /// Open tunnels (spec §10), all workers.
+    pub tunnels: AtomicUsize,
     /// Connections closed for their PROXY protocol header, by reason
     /// ([`PROXY_ERROR_REASONS`]).
     pub proxy_errors: [AtomicU64; PROXY_ERROR_REASONS.len()],
@@ -168,6 +170,7 @@ impl Default for Shared {
             tls_handshakes_ok: AtomicU64::new(0),
             tls_handshakes_failed: AtomicU64::new(0),
             tls_connections: AtomicUsize::new(0),
+            tunnels: AtomicUsize::new(0),
             proxy_errors: Default::default(),
             unrouted: ResponseStats::default(),
             reloads_ok: AtomicU64::new(0),

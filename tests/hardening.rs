@@ -240,7 +240,7 @@ fn request_cases() -> Vec<Case> {
         refused("target_userinfo", "GET http://u@b/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         refused("target_query_without_path", "GET http://b?x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         refused("target_other_scheme", "GET ftp://b/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-        refused("connect_method", "CONNECT b:443 HTTP/1.1\r\nHost: b:443\r\n\r\n", 501),
+        refused("connect_method", "CONNECT b:443 HTTP/1.1\r\nHost: b:443\r\n\r\n", 405),
         served("version_1_2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", "GET / -"),
         served("version_1_9", "POST / HTTP/1.9\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "POST / te=chunked hello"),
         refused("version_1_2_without_host", "GET / HTTP/1.2\r\n\r\n", 400),

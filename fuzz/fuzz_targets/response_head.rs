@@ -30,6 +30,7 @@ fuzz_target!(|input: &[u8]| {
         head_request: knobs & 1 == 1,
         client_minor: (knobs >> 1) & 1,
         client_keep_alive: knobs & 4 == 4,
+        upgrade: knobs & 8 == 8,
     };
     let mut pool = BufPool::new(256, 1);
     let mut out = Buffer::default();

@@ -195,6 +195,7 @@ impl RawConfig {
             ("connect", t.connect),
             ("upstream_response", t.upstream_response),
             ("upstream_idle", t.upstream_idle),
+            ("tunnel", t.tunnel),
         ];
         for (key, value) in all {
             if value.is_zero() {

@@ -163,6 +163,9 @@ pub struct Timeouts {
     /// Deadline for in-flight work once shutdown begins (SIGINT/SIGTERM).
     #[serde(deserialize_with = "de_duration")]
     pub shutdown: Duration,
+    /// A tunnel (spec §10) with no byte in either direction this long is closed.
+    #[serde(deserialize_with = "de_duration")]
+    pub tunnel: Duration,
 }
 
 impl Default for Timeouts {
@@ -175,6 +178,7 @@ impl Default for Timeouts {
             upstream_response: Duration::from_secs(30),
             upstream_idle: Duration::from_secs(60),
             shutdown: Duration::from_secs(30),
+            tunnel: Duration::from_secs(3600),
         }
     }
 }

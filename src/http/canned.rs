@@ -7,6 +7,8 @@ use crate::buffer::Buffer;
 pub enum Canned {
     /// 400: malformed request or ambiguous framing.
     BadRequest,
+    /// 405: CONNECT.
+    MethodNotAllowed,
     /// 408: the head or body did not arrive in time.
     RequestTimeout,
     /// 413: body larger than `limits.body_bytes`.
@@ -30,6 +32,7 @@ impl Canned {
     pub fn status(self) -> u16 {
         match self {
             Canned::BadRequest => 400,
+            Canned::MethodNotAllowed => 405,
             Canned::RequestTimeout => 408,
             Canned::ContentTooLarge => 413,
             Canned::UriTooLong => 414,
@@ -45,6 +48,7 @@ impl Canned {
     fn line(self) -> &'static str {
         match self {
             Canned::BadRequest => "400 Bad Request",
+            Canned::MethodNotAllowed => "405 Method Not Allowed",
             Canned::RequestTimeout => "408 Request Timeout",
             Canned::ContentTooLarge => "413 Content Too Large",
             Canned::UriTooLong => "414 URI Too Long",
@@ -62,7 +66,12 @@ impl Canned {
         let line = self.line().as_bytes();
         out.extend(b"HTTP/1.1 ");
         out.extend(line);
-        out.extend(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
+        out.extend(b"\r\nContent-Type: text/plain\r\n");
+        if self == Canned::MethodNotAllowed {
+            // RFC 9110 §15.5.6: a 405 lists the methods the target supports.
+            out.extend(b"Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n");
+        }
+        out.extend(b"Content-Length: ");
         super::write_u64(out, line.len() as u64 + 1);
         out.extend(if close {
             &b"\r\nConnection: close\r\n\r\n"[..]

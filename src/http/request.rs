@@ -77,8 +77,10 @@ pub enum RequestError {
     UriTooLong,
     /// 431: the head exceeds `limits.head_bytes` or `limits.headers`.
     HeadersTooLarge,
-    /// 501: a `Transfer-Encoding` other than exactly `chunked`, or CONNECT.
+    /// 501: a `Transfer-Encoding` other than exactly `chunked`.
     NotImplemented(&'static str),
+    /// 405: CONNECT (a reverse proxy opens no tunnels to arbitrary hosts).
+    MethodNotAllowed,
 }
 
 impl std::fmt::Display for RequestError {
@@ -89,6 +91,7 @@ impl std::fmt::Display for RequestError {
             RequestError::UriTooLong => f.write_str("request line too long"),
             RequestError::HeadersTooLarge => f.write_str("request head too large"),
             RequestError::NotImplemented(why) => write!(f, "not implemented: {why}"),
+            RequestError::MethodNotAllowed => f.write_str("method not allowed: CONNECT"),
         }
     }
 }
@@ -108,6 +111,10 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent (and forwarded).
     pub expect_continue: bool,
+    /// The client asks to switch protocols (`Connection: upgrade` with an `Upgrade`
+    /// other than `h2c`, HTTP/1.1): both headers were forwarded, and a `101` answer
+    /// turns the connection into a tunnel (spec §10).
+    pub upgrade: bool,
     /// FNV-1a hash of the configured hash header's value, when present.
     pub hash: Option<u64>,
 }
@@ -186,6 +193,11 @@ pub fn parse(
     let close = connection_has(headers, "close");
     let keep_alive = !close && (minor == 1 || connection_has(headers, "keep-alive"));
     let expect_continue = minor == 1 && facts.expect_continue;
+    // Spec §10: `Connection: upgrade` and `Upgrade` are kept (the one exception to
+    // hop-by-hop removal), `h2c` taken out of the list (lbd speaks no HTTP/2).
+    let upgrade = minor == 1
+        && connection_has(headers, "upgrade")
+        && upgrade_protocols(headers).next().is_some();
 
     // The upstream head: lbd's own request line, kept end-to-end headers, then the
     // headers lbd generates.
@@ -205,6 +217,16 @@ pub fn parse(
         if !drop {
             write_header(out, h.name.as_bytes(), h.value);
         }
+    }
+    if upgrade {
+        out.extend(b"Connection: upgrade\r\nUpgrade: ");
+        for (i, protocol) in upgrade_protocols(headers).enumerate() {
+            if i > 0 {
+                out.extend(b", ");
+            }
+            out.extend(protocol);
+        }
+        out.extend(b"\r\n");
     }
     if let Some(authority) = target.authority {
         write_header(out, b"Host", authority.as_bytes());
@@ -245,6 +267,7 @@ pub fn parse(
         framing,
         keep_alive,
         expect_continue,
+        upgrade,
         hash: facts.hash,
     })
 }
@@ -262,6 +285,18 @@ fn later_minor_at(head: &[u8]) -> Option<usize> {
     (version.starts_with(b" HTTP/1.") && (b'2'..=b'9').contains(&version[8])).then_some(end - 1)
 }
 
+/// The protocols of the `Upgrade` headers, `h2c` left out.
+fn upgrade_protocols<'h>(headers: &'h [httparse::Header<'_>]) -> impl Iterator<Item = &'h [u8]> {
+    headers
+        .iter()
+        .filter(|h| name_is(h.name, "upgrade"))
+        .flat_map(|h| list_items(h.value))
+        .filter(|p| {
+            let name = p.split(|&b| b == b'/').next().unwrap_or(p);
+            !name.eq_ignore_ascii_case(b"h2c")
+        })
+}
+
 /// The request target after validation: the path to forward, and the authority of an
 /// absolute-form target (which replaces `Host`, RFC 9112 §3.2.2).
 struct RequestTarget<'a> {
@@ -272,7 +307,7 @@ struct RequestTarget<'a> {
 impl<'a> RequestTarget<'a> {
     fn classify(method: Method, target: &'a str) -> Result<RequestTarget<'a>, RequestError> {
         if method == Method::Connect {
-            return Err(RequestError::NotImplemented("CONNECT"));
+            return Err(RequestError::MethodNotAllowed);
         }
         if target == "*" {
             return if method == Method::Options {
@@ -568,7 +603,7 @@ mod tests {
             ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET a HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
-            ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, NotImplemented(_))),
+            ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, MethodNotAllowed)),
             ("G\x01T / HTTP/1.1\r\nHost: a\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", |e| matches!(e, Malformed(_))),
             ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", |e| matches!(e, Malformed(_))),

@@ -15,7 +15,7 @@ pub const RESPONSE_HEADERS: usize = 128;
 pub enum ResponseError {
     /// The head does not parse, or has too many header fields.
     Malformed,
-    /// Status outside 100–599, or `101` (lbd never asks for an upgrade).
+    /// Status outside 100–599, or a `101` to a request that did not ask to upgrade.
     BadStatus,
     /// Both `Content-Length` and `Transfer-Encoding`, or conflicting lengths.
     AmbiguousFraming,
@@ -43,6 +43,8 @@ pub struct ResponseContext {
     pub client_minor: u8,
     /// The client connection may carry another request after this response.
     pub client_keep_alive: bool,
+    /// The request asked to upgrade (spec §10): a `101` is welcome.
+    pub upgrade: bool,
 }
 
 /// A parsed response head and the framing decisions for both sides.
@@ -97,8 +99,11 @@ pub fn parse(
     };
     let reason = res.reason.unwrap_or("");
     let headers: &[httparse::Header<'_>] = res.headers;
-    if !(100..=599).contains(&status) || status == 101 {
+    if !(100..=599).contains(&status) || (status == 101 && !ctx.upgrade) {
         return Err(ResponseError::BadStatus);
+    }
+    if status == 101 {
+        return Ok(switching(head_len, reason, headers, out));
     }
     let interim = status < 200;
 
@@ -211,6 +216,50 @@ fn later_minor_at(head: &[u8]) -> Option<usize> {
         .then_some(start + 7)
 }
 
+/// A `101 Switching Protocols` to an upgrade request (spec §10): relayed with its
+/// `Connection: upgrade` and `Upgrade` (the one exception to hop-by-hop removal) and no
+/// framing; after it the connection is a tunnel, so nothing is pooled or kept alive.
+fn switching(
+    head_len: usize,
+    reason: &str,
+    headers: &[httparse::Header<'_>],
+    out: &mut Buffer,
+) -> ResponseHead {
+    out.extend(b"HTTP/1.1 101 ");
+    out.extend(
+        if reason.is_empty() {
+            "Switching Protocols"
+        } else {
+            reason
+        }
+        .as_bytes(),
+    );
+    out.extend(b"\r\n");
+    let listing = connection_lists_fields(headers);
+    for h in headers {
+        let drop = is_hop_by_hop(h.name)
+            || is_framing(h.name)
+            || (listing && listed_in_connection(headers, h.name));
+        if !drop {
+            write_header(out, h.name.as_bytes(), h.value);
+        }
+    }
+    out.extend(b"Connection: upgrade\r\n");
+    for h in headers.iter().filter(|h| name_is(h.name, "upgrade")) {
+        write_header(out, b"Upgrade", h.value);
+    }
+    out.extend(b"\r\n");
+    ResponseHead {
+        head_len,
+        status: 101,
+        interim: false,
+        upstream_framing: Framing::Empty,
+        client_framing: Framing::Empty,
+        upstream_keep_alive: false,
+        client_keep_alive: false,
+    }
+}
+
 /// The standard reason phrase, for heads that came with none.
 pub fn default_reason(status: u16) -> &'static str {
     match status {
@@ -263,11 +312,13 @@ mod tests {
         head_request: false,
         client_minor: 1,
         client_keep_alive: true,
+        upgrade: false,
     };
     const GET10: ResponseContext = ResponseContext {
         head_request: false,
         client_minor: 0,
         client_keep_alive: true,
+        upgrade: false,
     };
 
     #[test]

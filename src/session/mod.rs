@@ -9,6 +9,7 @@
 mod conn;
 mod env;
 mod exchange;
+mod tunnel;
 
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use mio::net::TcpStream;
 pub use conn::{Conn, Transport};
 pub use env::Env;
 use exchange::{After, Exchange, Outcome};
+use tunnel::{Tunnel, TunnelStep};
 
 use crate::access::{self, RequestInfo};
 use crate::config::HashKey;
@@ -100,6 +102,9 @@ enum Phase {
     },
     /// One request/response in progress.
     Exchange(Exchange),
+    /// The upstream switched protocols: bytes pass both ways until both sides are done
+    /// (spec §10).
+    Tunnel(Tunnel),
     /// A final response is leaving; then the connection ends as `ending` says.
     Flushing {
         /// Hard end of the flush (`client_io`).
@@ -267,6 +272,11 @@ impl Session {
                 let outcome = x.expire(&mut self.conn, env);
                 self.apply(outcome, env);
             }
+            Phase::Tunnel(t) => {
+                log::debug!("client={} tunnel idle timeout", self.conn.addr);
+                t.finish("timeout", &self.conn, env);
+                self.phase = Phase::Done;
+            }
             Phase::Flushing { .. } | Phase::Lingering { .. } => self.phase = Phase::Done,
             Phase::Done => {}
         }
@@ -278,8 +288,10 @@ impl Session {
 
     /// Releases everything the session holds (upstream, backend slot, buffers).
     pub fn close(&mut self, env: &mut Env) {
-        if let Phase::Exchange(x) = &mut self.phase {
-            x.abandon(Fault::Shutdown, &mut self.conn, env);
+        match &mut self.phase {
+            Phase::Exchange(x) => x.abandon(Fault::Shutdown, &mut self.conn, env),
+            Phase::Tunnel(t) => t.finish("closed", &self.conn, env),
+            _ => {}
         }
         self.phase = Phase::Done;
         self.conn.release_buffers(env);
@@ -304,6 +316,14 @@ impl Session {
                 let outcome = x.step(sid, &mut self.conn, env);
                 self.apply(outcome, env)
             }
+            Phase::Tunnel(t) => match t.step(&mut self.conn, env) {
+                TunnelStep::Running(progress) => progress,
+                TunnelStep::Ended(reason) => {
+                    t.finish(reason, &self.conn, env);
+                    self.phase = Phase::Done;
+                    Progress::Moved
+                }
+            },
             Phase::Flushing {
                 deadline,
                 discarded,
@@ -365,6 +385,14 @@ impl Session {
                 self.phase = Phase::Done;
                 Progress::Moved
             }
+            Outcome::Upgraded => {
+                let Phase::Exchange(x) = std::mem::replace(&mut self.phase, Phase::Done) else {
+                    unreachable!("an exchange switched");
+                };
+                let start = x.into_tunnel(env);
+                self.phase = Phase::Tunnel(Tunnel::open(start, &mut self.conn, env));
+                Progress::Moved
+            }
         }
     }
 
@@ -412,6 +440,7 @@ impl Session {
                 duration: 0.0,
                 tls,
                 sni,
+                tunnel: None,
                 retries: 0,
                 reason,
             };
@@ -663,8 +692,10 @@ impl Session {
 
     /// The client socket failed: abandon whatever is in progress and finish.
     fn client_gone(&mut self, env: &mut Env) {
-        if let Phase::Exchange(x) = &mut self.phase {
-            x.abandon(Fault::ClientClosed, &mut self.conn, env);
+        match &mut self.phase {
+            Phase::Exchange(x) => x.abandon(Fault::ClientClosed, &mut self.conn, env),
+            Phase::Tunnel(t) => t.finish("client_closed", &self.conn, env),
+            _ => {}
         }
         self.phase = Phase::Done;
     }
@@ -683,6 +714,7 @@ impl Session {
             | Phase::Idle { deadline }
             | Phase::Head { deadline, .. } => *deadline,
             Phase::Exchange(x) => x.deadline(conn, env),
+            Phase::Tunnel(t) => t.deadline(conn, env),
             Phase::Flushing { deadline, .. } | Phase::Lingering { deadline, .. } => *deadline,
             Phase::Done => env.now,
         };

@@ -251,6 +251,11 @@ impl Upstreams {
         io
     }
 
+    /// Passes a FIN on to the backend (a tunnel whose client closed its side).
+    pub fn shutdown_write(&mut self, id: UpstreamId) {
+        let _ = self.conns[id.0].stream.shutdown(std::net::Shutdown::Write);
+    }
+
     /// What reads have learned of the backend's side of a busy connection.
     pub fn peer(&self, id: UpstreamId) -> Peer {
         match self.conns[id.0].link {

@@ -48,10 +48,30 @@ pub enum Outcome {
     /// The whole response (or lbd's answer) is queued in `client_out`; then the client
     /// connection goes on as `After` says.
     Finished(After),
+    /// The upstream answered `101 Switching Protocols` (relayed into `client_out`): the
+    /// session turns the connection into a tunnel ([`Exchange::into_tunnel`]).
+    Upgraded,
     /// The exchange ended without a complete response (cut after it began, or the
     /// client went away): the session closes the client connection now, so the client
     /// sees the truncation. Already recorded.
     Aborted,
+}
+
+/// What a tunnel takes over from the exchange that switched protocols.
+#[derive(Debug)]
+pub struct TunnelStart {
+    /// The upstream connection (busy for this session, never pooled again).
+    pub up: UpstreamId,
+    /// The backend's in-flight slot, held for the tunnel's life.
+    pub lease: Lease,
+    /// The request's logged fields, when the access log is on.
+    pub access: Option<Box<RequestInfo>>,
+    /// Attempts retried before the switch.
+    pub retries: u32,
+    /// When the request head arrived.
+    pub started: Instant,
+    /// When the 101 arrived.
+    pub opened: Instant,
 }
 
 /// What becomes of the client connection once an exchange's answer is queued.
@@ -110,6 +130,11 @@ enum Attempt {
         relay: Relay,
         /// What became of the request's remaining bytes.
         upload: Upload,
+    },
+    /// The upstream switched protocols (`101`): the connection is the session's tunnel's.
+    Switched {
+        /// The connection.
+        up: UpstreamId,
     },
     /// Over: answered, finished or abandoned, and recorded.
     Ended,
@@ -256,7 +281,8 @@ impl Exchange {
             Attempt::Connecting { up, .. }
             | Attempt::Sending { up, .. }
             | Attempt::Awaiting { up, .. }
-            | Attempt::Relaying { up, .. } => Some(up),
+            | Attempt::Relaying { up, .. }
+            | Attempt::Switched { up } => Some(up),
             Attempt::Pick | Attempt::Reconnect | Attempt::BackOff { .. } | Attempt::Ended => None,
         }
     }
@@ -312,6 +338,27 @@ impl Exchange {
             deadline = deadline.min(conn.last_client_io + t.client_io);
         }
         deadline
+    }
+
+    /// Hands the switched connection, the backend's lease and what the access log needs
+    /// to a tunnel (after [`Outcome::Upgraded`]); the exchange is over.
+    pub fn into_tunnel(mut self, env: &mut Env) -> TunnelStart {
+        let Attempt::Switched { up } = self.attempt else {
+            unreachable!("a tunnel follows a 101");
+        };
+        self.attempt = Attempt::Ended;
+        TunnelStart {
+            up,
+            lease: self
+                .tries
+                .lease
+                .take()
+                .expect("a switched exchange holds a backend"),
+            access: self.access.take(),
+            retries: self.tries.retries,
+            started: self.started,
+            opened: env.now,
+        }
     }
 
     /// The client has sent the whole request (head and body).
@@ -438,6 +485,7 @@ impl Exchange {
                 duration: duration.as_secs_f64(),
                 tls,
                 sni,
+                tunnel: None,
                 retries: self.tries.retries,
                 reason,
             };

@@ -211,6 +211,7 @@ impl Exchange {
                 client_keep_alive: self.req.keep_alive
                     && !env.shutting_down
                     && self.body.dec.is_done(),
+                upgrade: self.req.upgrade,
             };
             match response::parse(&data[..end], &ctx, &mut conn.client_out) {
                 Ok(parsed) => {
@@ -230,6 +231,16 @@ impl Exchange {
                             return Flow::Break(self.end(Fault::BadResponse, conn, env));
                         }
                         continue;
+                    }
+                    if parsed.status == 101 {
+                        // Spec §10: the request (body included) went out whole before
+                        // the switch; a 101 sooner is not a valid answer.
+                        let whole = self.body.dec.is_done() && conn.upstream_out.is_empty();
+                        if !whole {
+                            return Flow::Break(self.end(Fault::BadResponse, conn, env));
+                        }
+                        self.attempt = Attempt::Switched { up };
+                        return Flow::Break(Outcome::Upgraded);
                     }
                     let upload = match self.attempt {
                         Attempt::Sending { .. } => Upload::Sending,

@@ -33,6 +33,7 @@ impl Attempt {
                 ..
             } => "relaying+sending",
             Attempt::Relaying { .. } => "relaying",
+            Attempt::Switched { .. } => "switched",
             Attempt::Ended => "ended",
         }
     }
