@@ -14,7 +14,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_lbd");
 pub struct Lbd {
     pub child: Child,
     pub addr: SocketAddr,
-    /// The TLS listener's address, when the config has `[tls]`.
+    /// The TLS listener's address, when the config has `[tls]` (read by the tls tests
+    /// only, which a build without the feature leaves out).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub tls_addr: Option<SocketAddr>,
     _dir: TempDir,
 }
