@@ -24,7 +24,8 @@ lbd - HTTP/1.1 load balancer
 usage:
   lbd CONFIG.toml           run until SIGINT/SIGTERM
   lbd --check CONFIG.toml   validate the file and exit
-  lbd --demo                backends on 127.0.0.1:8081 and :8082, balancer on :8080
+  lbd --demo                backends on 127.0.0.1:8081 and :8082, balancer on :8080,
+                            admin page on :9090
   lbd --version             print the version
   lbd --help                print this help
 

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use lbd::cli::{self, Command};
-use lbd::config::RawConfig;
+use lbd::config::{AdminConfig, RawConfig};
 use lbd::{Config, Server};
 
 fn main() -> ExitCode {
@@ -92,7 +92,11 @@ fn run(config: Config, path: Option<&std::path::Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `lbd --demo`: the seeds' demo in one command.
+/// The demo's admin listener.
+const DEMO_ADMIN: ([u8; 4], u16) = ([127, 0, 0, 1], 9090);
+
+/// `lbd --demo`: two built-in backends, the balancer on :8080 and the admin listener on
+/// :9090, in one command.
 fn demo() -> ExitCode {
     let mut backends = Vec::new();
     for port in [8081, 8082] {
@@ -104,13 +108,19 @@ fn demo() -> ExitCode {
             }
         }
     }
-    let config = match RawConfig::new(([127, 0, 0, 1], 8080).into(), &backends).validate() {
+    let mut raw = RawConfig::new(([127, 0, 0, 1], 8080).into(), &backends);
+    raw.admin = Some(AdminConfig {
+        listen: DEMO_ADMIN.into(),
+    });
+    let config = match raw.validate() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("lbd: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let admin = std::net::SocketAddr::from(DEMO_ADMIN);
     println!("demo: try  for i in 1 2 3 4; do curl -s localhost:8080/; done");
+    println!("demo: admin page http://{admin}/ (metrics at /metrics)");
     run(config, None)
 }

@@ -14,7 +14,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_lbd");
 pub struct Lbd {
     pub child: Child,
     pub addr: SocketAddr,
-    /// The TLS listener's address, when the config has `[tls]`.
+    /// The TLS listener's address, when the config has `[tls]` (read by the tls tests
+    /// only, which a build without the feature leaves out).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub tls_addr: Option<SocketAddr>,
     _dir: TempDir,
 }
@@ -226,4 +228,53 @@ fn library_shutdown_drains_then_returns() {
     assert_eq!(Client::connect(addr).get("/").text(), "ok");
     server.stop();
     assert!(TcpStream::connect(addr).is_err());
+}
+
+/// `lbd --demo` prints its admin URL and serves the status page and `/metrics` there.
+/// It binds the fixed demo ports (8080-8082, 9090): busy ports fail this test.
+#[test]
+fn demo_serves_the_admin_page() {
+    let mut child = Command::new(BIN)
+        .arg("--demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Killed and reaped on drop, also when an assertion fails.
+    let _lbd = Lbd {
+        child,
+        addr: ([127, 0, 0, 1], 8080).into(),
+        tls_addr: None,
+        _dir: TempDir::new(),
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("admin page") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the demo prints its admin URL");
+    assert!(
+        line.contains("http://127.0.0.1:9090/") && line.contains("/metrics"),
+        "{line}"
+    );
+    let admin: SocketAddr = ([127, 0, 0, 1], 9090).into();
+    assert!(
+        wait_until(Duration::from_secs(20), || TcpStream::connect(admin)
+            .is_ok()),
+        "the admin listener does not accept"
+    );
+    let (status, page) = crate::ops::admin(admin, "GET", "/");
+    assert_eq!(status, 200);
+    for name in ["<td>127.0.0.1:8081</td>", "<td>127.0.0.1:8082</td>"] {
+        assert!(page.contains(name), "missing {name} in\n{page}");
+    }
+    let (status, metrics) = crate::ops::admin(admin, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("lbd_build_info{version="), "{metrics}");
 }

@@ -27,7 +27,7 @@ fn toml(backends: &[SocketAddr], extra: &str) -> String {
 }
 
 /// Plain HTTP/1.1 request to the admin listener; returns (status, body).
-fn admin(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+pub fn admin(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     s.write_all(
@@ -259,18 +259,56 @@ fn status_is_json() {
     let (status, body) = admin(run.admin(), "GET", "/status");
     assert_eq!(status, 200);
     let script = "import sys, json\nd = json.load(sys.stdin)\nb = d['backends'][0]\n\
-                  print(d['version'], d['workers'], b['name'], b['alive'], b['admin_state'], b['requests_total'], b['last_probe'] in ('none','ok','failed'), 'uptime_seconds' in d, 'in_flight' in b)";
+                  print(d['version'], d['workers'], b['name'], b['alive'], b['admin_state'], b['requests_total'], b['last_probe'] in ('none','ok','failed'), 'uptime_seconds' in d, 'in_flight' in b)\n\
+                  h = b['duration_buckets']\n\
+                  print(len(h) == len(d['duration_bounds']) + 1, h == sorted(h), h[-1], d['duration_bounds'][0])";
     if let Some(out) = python(script, &body, "json") {
         assert_eq!(
             out.trim(),
             format!(
-                "{} 2 b0 True enabled 1 True True True",
+                "{} 2 b0 True enabled 1 True True True\nTrue True 1 0.001",
                 env!("CARGO_PKG_VERSION")
             )
         );
     }
 }
 
+/// `GET /` is rendered by lbd: a client that runs no script (curl) reads every backend's
+/// row, its name HTML-escaped, the algorithm's config word and a chart card per backend.
+#[test]
+fn status_page_lists_every_backend_without_script() {
+    let a = TestBackend::named("a");
+    let mut text = toml(&[a.addr, dead_addr()], "");
+    text.push_str(&format!(
+        "[[backend]]\naddress = \"{}\"\nname = \"odd&'name\"\n",
+        dead_addr()
+    ));
+    let run = start_file(&text);
+    assert_eq!(
+        Client::connect(run.server.local_addr()).get("/").text(),
+        "a"
+    );
+    let (status, page) = admin(run.admin(), "GET", "/");
+    assert_eq!(status, 200);
+    for part in [
+        "<td>b0</td>",
+        "<td>b1</td>",
+        "<td>odd&amp;&#39;name</td>",
+        &format!("<td>{}</td>", a.addr),
+        "algorithm round_robin",
+        "data-chart=\"b0\"",
+        "data-chart=\"b1\"",
+        "data-refresh-ms=\"2000\"",
+    ] {
+        assert!(page.contains(part), "missing {part:?} in\n{page}");
+    }
+    assert!(!page.contains("odd&'name"), "an unescaped name:\n{page}");
+    let (_, page) = admin(run.admin(), "GET", "/?refresh=250");
+    assert!(page.contains("data-refresh-ms=\"250\""), "{page}");
+}
+
+/// The page's script refreshes the table from `/status` and, after a couple of samples,
+/// draws an inline SVG chart per backend (`?refresh=200` keeps the run short).
 #[test]
 fn status_page_renders_in_chromium() {
     let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
@@ -295,7 +333,7 @@ fn status_page_renders_in_chromium() {
         Client::connect(run.server.local_addr()).get("/");
     }
     let profile = TempDir::new();
-    let url = format!("http://{}/", run.admin());
+    let url = format!("http://{}/?refresh=200", run.admin());
     let out = Command::new(chromium)
         .args([
             "--headless",
@@ -321,6 +359,21 @@ fn status_page_renders_in_chromium() {
         "rows not rendered:\n{dom}\n{log}"
     );
     assert!(dom.contains("version "), "summary not rendered:\n{dom}");
+    assert!(
+        dom.contains("<div id=\"error\"></div>"),
+        "a refresh failed:\n{dom}"
+    );
+    for name in ["b0", "b1"] {
+        let card = dom
+            .split(&format!("data-chart=\"{name}\""))
+            .nth(1)
+            .and_then(|rest| rest.split("data-chart=").next())
+            .unwrap_or_else(|| panic!("no chart card for {name}:\n{dom}"));
+        assert!(
+            card.contains("<svg") && card.contains("requests/s") && card.contains("p99"),
+            "{name}: charts not drawn:\n{dom}\n{log}"
+        );
+    }
     let console_errors: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("CONSOLE") && (l.contains("Uncaught") || l.contains("ERROR")))

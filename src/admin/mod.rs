@@ -3,7 +3,9 @@
 //! `POST /backends/{name}/drain|enable|disable`. Nothing here touches a worker's loop:
 //! it reads atomics and snapshots, and acts through [`Control`].
 
+mod page;
 mod status;
+mod view;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,13 +16,12 @@ use std::time::Duration;
 
 use crate::backend::AdminState;
 use crate::control::{AdminError, Control};
+use view::StatusView;
 
 /// Largest admin request head read.
 const MAX_HEAD: usize = 8192;
 /// How long one admin client may take to send its request.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// The status page.
-const PAGE: &str = include_str!("page.html");
 
 /// A running admin listener.
 pub struct Admin {
@@ -139,8 +140,8 @@ fn serve(mut stream: TcpStream, control: &Control) -> io::Result<()> {
     respond(&mut stream, reply, method == "HEAD")
 }
 
-fn route(method: &str, path: &str, control: &Control) -> Reply {
-    let path = path.split('?').next().unwrap_or("");
+fn route(method: &str, target: &str, control: &Control) -> Reply {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     match (method, path) {
         ("GET" | "HEAD", "/metrics") => Reply {
             content_type: "text/plain; version=0.0.4; charset=utf-8",
@@ -152,12 +153,21 @@ fn route(method: &str, path: &str, control: &Control) -> Reply {
         (_, "/metrics") => Reply::method_not_allowed("GET, HEAD"),
         ("GET" | "HEAD", "/status") => Reply {
             content_type: "application/json",
-            ..Reply::text(200, status::json(&control.snapshot(), control.shared()))
+            ..Reply::text(
+                200,
+                status::json(&StatusView::read(&control.snapshot(), control.shared())),
+            )
         },
         (_, "/status") => Reply::method_not_allowed("GET, HEAD"),
         ("GET" | "HEAD", "/") => Reply {
             content_type: "text/html; charset=utf-8",
-            ..Reply::text(200, PAGE)
+            ..Reply::text(
+                200,
+                page::html(
+                    &StatusView::read(&control.snapshot(), control.shared()),
+                    page::refresh_ms(query),
+                ),
+            )
         },
         (_, "/") => Reply::method_not_allowed("GET, HEAD"),
         ("POST", "/reload") => match control.reload() {

@@ -1,10 +1,9 @@
 //! `GET /status`: the backends' state as JSON, written by hand (no serde_json).
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
-use crate::snapshot::Snapshot;
-use crate::stats::Shared;
+use super::view::StatusView;
+use crate::stats::BUCKETS;
 
 /// A JSON string literal.
 fn string(out: &mut String, s: &str) {
@@ -22,46 +21,66 @@ fn string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// `{"version", "uptime_seconds", "workers", "backends": [...]}`.
-pub fn json(snapshot: &Snapshot, shared: &Shared) -> String {
-    let mut out = String::with_capacity(512);
+/// A JSON array of numbers.
+fn array<T: std::fmt::Display>(out: &mut String, items: impl IntoIterator<Item = T>) {
+    out.push('[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{item}");
+    }
+    out.push(']');
+}
+
+/// `{"version", "uptime_seconds", "workers", ..., "duration_bounds", "backends": [...]}`.
+///
+/// `duration_bounds` are the upper bounds (seconds) of the request-duration histogram;
+/// each backend's `duration_buckets` holds its cumulative counts, one per bound and a
+/// last one for `+Inf` (as `lbd_request_duration_seconds_bucket`). The difference of two
+/// samples is the histogram of the requests answered between them (the page's p99).
+pub fn json(view: &StatusView) -> String {
+    let mut out = String::with_capacity(512 + 256 * view.backends.len());
     out.push_str("{\"version\":");
-    string(&mut out, crate::VERSION);
+    string(&mut out, view.version);
     let _ = write!(
         out,
         ",\"uptime_seconds\":{:.3},\"workers\":{},\"generation\":{},\"algorithm\":",
-        shared.started.elapsed().as_secs_f64(),
-        snapshot.config.server.workers,
-        snapshot.generation
+        view.uptime_seconds, view.workers, view.generation
     );
-    string(&mut out, snapshot.config.balancer.algorithm.as_str());
+    string(&mut out, view.algorithm);
     let _ = write!(
         out,
-        ",\"client_connections\":{},\"backends\":[",
-        shared.open_connections.load(Ordering::Relaxed)
+        ",\"client_connections\":{},\"duration_bounds\":",
+        view.client_connections
     );
-    for (i, b) in snapshot.backends.iter().enumerate() {
+    array(&mut out, BUCKETS);
+    out.push_str(",\"backends\":[");
+    for (i, b) in view.backends.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str("{\"name\":");
-        string(&mut out, &b.name);
+        string(&mut out, b.name);
         out.push_str(",\"address\":");
-        string(&mut out, &b.address.to_string());
+        string(&mut out, &b.address);
         let _ = write!(
             out,
             ",\"weight\":{},\"alive\":{},\"admin_state\":\"{}\",\"in_flight\":{},\"requests_total\":{},\
-             \"errors_total\":{},\"retries_total\":{},\"idle_connections\":{},\"last_probe\":\"{}\"}}",
+             \"errors_total\":{},\"retries_total\":{},\"idle_connections\":{},\"last_probe\":\"{}\",\
+             \"duration_buckets\":",
             b.weight,
-            b.is_alive(),
-            b.admin_state().as_str(),
-            b.load(),
-            b.responses.total(),
-            b.responses.server_errors(),
-            b.retries_total.load(Ordering::Relaxed),
-            b.idle_connections(),
-            b.last_probe().as_str()
+            b.alive,
+            b.admin_state,
+            b.in_flight,
+            b.requests_total,
+            b.errors_total,
+            b.retries_total,
+            b.idle_connections,
+            b.last_probe
         );
+        array(&mut out, b.duration_buckets);
+        out.push('}');
     }
     out.push_str("]}");
     out
