@@ -82,6 +82,8 @@ impl LastProbe {
 pub struct Backend {
     /// Name in logs, metrics and the admin API.
     pub name: String,
+    /// The pool it belongs to.
+    pub pool: String,
     /// Where it listens.
     pub address: SocketAddr,
     /// Relative share for weighted algorithms (≥ 1).
@@ -118,10 +120,11 @@ pub struct Backend {
 
 impl Backend {
     /// A backend from its config, alive and enabled.
-    pub fn new(config: &BackendConfig) -> Backend {
+    pub fn new(config: &BackendConfig, pool: &str) -> Backend {
         epoch();
         Backend {
             name: config.name.clone(),
+            pool: pool.to_owned(),
             address: config.address,
             weight: config.weight,
             send_proxy: config.send_proxy,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::backend::AdminState;
 use crate::config::Config;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Members, Snapshot};
 use crate::stats::Shared;
 
 /// Sent to a worker over its channel, followed by a wake of its `mio::Waker`.
@@ -97,7 +97,12 @@ pub struct Control {
     workers: Vec<Mailbox<WorkerMsg>>,
     health: Mailbox<HealthMsg>,
     config_path: Option<PathBuf>,
-    changing: Mutex<()>,
+    /// The members of the DNS services, as the resolver reported them last; guarded by
+    /// its mutex, which also serialises reloads, member changes and admin actions.
+    changing: Mutex<Members>,
+    /// The resolver thread, once started, to hand it a reload's services.
+    #[cfg(feature = "dns")]
+    resolver: Mutex<Option<crate::dns::resolver::Resolver>>,
 }
 
 impl Control {
@@ -115,8 +120,77 @@ impl Control {
             workers,
             health,
             config_path,
-            changing: Mutex::new(()),
+            changing: Mutex::new(Members::new()),
+            #[cfg(feature = "dns")]
+            resolver: Mutex::new(None),
         }
+    }
+
+    /// The members known when the first snapshot was built (none: the resolver starts
+    /// after it and reports each service as it resolves).
+    pub fn initial_members() -> Members {
+        Members::new()
+    }
+
+    /// Starts the resolver thread for the snapshot's DNS services (spec §12); each
+    /// member change it reports publishes a new snapshot. Nothing to do without services.
+    #[cfg(feature = "dns")]
+    pub fn start_resolver(self: &Arc<Control>) -> std::io::Result<()> {
+        let snapshot = self.snapshot();
+        let services = Snapshot::services(&snapshot.config);
+        let weak = Arc::downgrade(self);
+        let resolver = crate::dns::resolver::Resolver::spawn(
+            dns_settings(&snapshot.config),
+            services,
+            move |update| {
+                if let Some(control) = weak.upgrade() {
+                    control.update_members(update);
+                }
+            },
+        )?;
+        *self.resolver.lock().unwrap_or_else(|e| e.into_inner()) = Some(resolver);
+        Ok(())
+    }
+
+    /// Stops the resolver thread; `wait`: and waits for it (otherwise it ends on its
+    /// own once a resolution in progress is over).
+    #[cfg(feature = "dns")]
+    pub fn stop_resolver(&self, wait: bool) {
+        let resolver = self
+            .resolver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let (Some(resolver), true) = (resolver, wait) {
+            resolver.stop();
+        }
+    }
+
+    /// A DNS service's members changed: a new snapshot adds the new ones (under slow
+    /// start) and leaves the vanished ones out (exchanges on them finish on the old one).
+    #[cfg(feature = "dns")]
+    fn update_members(&self, update: crate::dns::DnsUpdate) {
+        let mut members = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (update.service.host.clone(), update.service.port);
+        members.insert(key, update.members);
+        let old = self.snapshot();
+        let snapshot = Arc::new(old.reload(old.config.clone(), &members, Instant::now()));
+        self.publish(&snapshot);
+        log::info!(
+            "dns members changed service={}:{} generation={}",
+            update.service.host,
+            update.service.port,
+            snapshot.generation
+        );
+    }
+
+    /// Puts `snapshot` in force for new requests everywhere.
+    fn publish(&self, snapshot: &Arc<Snapshot>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(snapshot);
+        for w in &self.workers {
+            w.send(WorkerMsg::Reload(Arc::clone(snapshot)));
+        }
+        self.health.send(HealthMsg::Reload(Arc::clone(snapshot)));
     }
 
     /// The snapshot in force.
@@ -163,18 +237,22 @@ impl Control {
     /// progress finish under the old one, no connection is dropped. Keys that need a
     /// restart (`server.listen`, `server.workers`, `[admin]`) keep their running values.
     pub fn apply(&self, config: Config) {
-        let _guard = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let members = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.snapshot();
         let config = config.keeping_restart_keys(&old.config);
         for warning in config.warnings() {
             log::warn!("config: {warning}");
         }
-        let snapshot = Arc::new(old.reload(config, Instant::now()));
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&snapshot);
-        for w in &self.workers {
-            w.send(WorkerMsg::Reload(Arc::clone(&snapshot)));
+        let snapshot = Arc::new(old.reload(config, &members, Instant::now()));
+        self.publish(&snapshot);
+        #[cfg(feature = "dns")]
+        if let Some(resolver) = &*self.resolver.lock().unwrap_or_else(|e| e.into_inner()) {
+            resolver.reload(
+                dns_settings(&snapshot.config),
+                Snapshot::services(&snapshot.config),
+            );
         }
-        self.health.send(HealthMsg::Reload(Arc::clone(&snapshot)));
+        drop(members);
         self.shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
         log::info!(
             "reload ok generation={} backends={}",
@@ -218,4 +296,10 @@ impl Control {
         }
         Ok(())
     }
+}
+
+/// The resolver settings of `[dns]`.
+#[cfg(feature = "dns")]
+fn dns_settings(config: &Config) -> crate::dns::DnsSettings {
+    crate::dns::DnsSettings::new(config.dns.interval, config.dns.resolver)
 }

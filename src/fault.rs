@@ -21,6 +21,8 @@ pub enum Fault {
     ClientStalled,
     /// No backend could be picked, every attempt failed, or no socket was left (503).
     NoBackend,
+    /// No route matches the request and there is no default pool (404, spec §12).
+    NoRoute,
     /// The upstream's response was invalid or ended before its head did (502).
     BadResponse,
     /// A non-idempotent request failed after it may have reached the backend; it is not
@@ -56,6 +58,7 @@ impl Fault {
             Fault::BodyTooLarge => (Some(Canned::ContentTooLarge), true, "body_too_large"),
             Fault::ClientStalled => (Some(Canned::RequestTimeout), true, "timeout"),
             Fault::NoBackend => (Some(Canned::ServiceUnavailable), false, "no_backend"),
+            Fault::NoRoute => (Some(Canned::NotFound), false, "no_route"),
             Fault::BadResponse | Fault::NotResent => {
                 (Some(Canned::BadGateway), false, "upstream_error")
             }
@@ -132,6 +135,7 @@ mod tests {
             (Fault::BodyTooLarge, Some(413), true, "body_too_large"),
             (Fault::ClientStalled, Some(408), true, "timeout"),
             (Fault::NoBackend, Some(503), false, "no_backend"),
+            (Fault::NoRoute, Some(404), false, "no_route"),
             (Fault::BadResponse, Some(502), false, "upstream_error"),
             (Fault::NotResent, Some(502), false, "upstream_error"),
             (Fault::UpstreamTimeout, Some(504), false, "timeout"),

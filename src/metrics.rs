@@ -9,13 +9,13 @@ use crate::backend::Backend;
 use crate::snapshot::Snapshot;
 use crate::stats::{ResponseStats, Shared, BUCKETS, PROXY_ERROR_REASONS};
 
-/// `lbd_requests_total` lines for one label value.
+/// The labels of answers lbd made without a backend.
+const UNROUTED: &str = "backend=\"none\",pool=\"none\"";
+
+/// `lbd_requests_total` lines for one set of labels.
 fn render_codes(out: &mut String, stats: &ResponseStats, backend: &str) {
     for (code, n) in stats.codes() {
-        let _ = writeln!(
-            out,
-            "lbd_requests_total{{backend=\"{backend}\",code=\"{code}\"}} {n}"
-        );
+        let _ = writeln!(out, "lbd_requests_total{{{backend},code=\"{code}\"}} {n}");
     }
 }
 
@@ -25,23 +25,20 @@ fn render_histogram(out: &mut String, stats: &ResponseStats, backend: &str) {
     for (bound, n) in BUCKETS.iter().zip(cumulative) {
         let _ = writeln!(
             out,
-            "lbd_request_duration_seconds_bucket{{backend=\"{backend}\",le=\"{bound}\"}} {n}"
+            "lbd_request_duration_seconds_bucket{{{backend},le=\"{bound}\"}} {n}"
         );
     }
     let all = cumulative[BUCKETS.len()];
     let _ = writeln!(
         out,
-        "lbd_request_duration_seconds_bucket{{backend=\"{backend}\",le=\"+Inf\"}} {all}"
+        "lbd_request_duration_seconds_bucket{{{backend},le=\"+Inf\"}} {all}"
     );
     let _ = writeln!(
         out,
-        "lbd_request_duration_seconds_sum{{backend=\"{backend}\"}} {}",
+        "lbd_request_duration_seconds_sum{{{backend}}} {}",
         stats.sum().as_secs_f64()
     );
-    let _ = writeln!(
-        out,
-        "lbd_request_duration_seconds_count{{backend=\"{backend}\"}} {all}"
-    );
+    let _ = writeln!(out, "lbd_request_duration_seconds_count{{{backend}}} {all}");
 }
 
 /// Escapes a label value (backslash, quote, newline).
@@ -60,10 +57,14 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 /// Renders the Prometheus text exposition (version 0.0.4).
 pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     let mut out = String::with_capacity(4096);
+    // Every backend's labels: its name and its pool (spec §12).
     let backends: Vec<(String, &Backend)> = snapshot
         .backends
         .iter()
-        .map(|b| (label(&b.name), &**b))
+        .map(|b| {
+            let labels = format!("backend=\"{}\",pool=\"{}\"", label(&b.name), label(&b.pool));
+            (labels, &**b)
+        })
         .collect();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
@@ -76,7 +77,7 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     for (name, b) in &backends {
         render_codes(&mut out, &b.responses, name);
     }
-    render_codes(&mut out, &shared.unrouted, "none");
+    render_codes(&mut out, &shared.unrouted, UNROUTED);
 
     header(
         &mut out,
@@ -87,7 +88,7 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     for (name, b) in &backends {
         render_histogram(&mut out, &b.responses, name);
     }
-    render_histogram(&mut out, &shared.unrouted, "none");
+    render_histogram(&mut out, &shared.unrouted, UNROUTED);
 
     header(
         &mut out,
@@ -96,11 +97,7 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
         "1 when the backend passes health checks.",
     );
     for (name, b) in &backends {
-        let _ = writeln!(
-            out,
-            "lbd_backend_up{{backend=\"{name}\"}} {}",
-            u8::from(b.is_alive())
-        );
+        let _ = writeln!(out, "lbd_backend_up{{{name}}} {}", u8::from(b.is_alive()));
     }
     header(
         &mut out,
@@ -109,11 +106,7 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
         "Requests in flight to the backend.",
     );
     for (name, b) in &backends {
-        let _ = writeln!(
-            out,
-            "lbd_backend_in_flight{{backend=\"{name}\"}} {}",
-            b.load()
-        );
+        let _ = writeln!(out, "lbd_backend_in_flight{{{name}}} {}", b.load());
     }
     header(
         &mut out,
@@ -126,7 +119,7 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
             let v = u8::from(b.admin_state() == state);
             let _ = writeln!(
                 out,
-                "lbd_backend_admin_state{{backend=\"{name}\",state=\"{}\"}} {v}",
+                "lbd_backend_admin_state{{{name},state=\"{}\"}} {v}",
                 state.as_str()
             );
         }
@@ -140,7 +133,7 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     for (name, b) in &backends {
         let _ = writeln!(
             out,
-            "lbd_retries_total{{backend=\"{name}\"}} {}",
+            "lbd_retries_total{{{name}}} {}",
             load(&b.retries_total)
         );
     }
@@ -153,12 +146,12 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     for (name, b) in &backends {
         let _ = writeln!(
             out,
-            "lbd_health_probes_total{{backend=\"{name}\",result=\"ok\"}} {}",
+            "lbd_health_probes_total{{{name},result=\"ok\"}} {}",
             load(&b.probes_ok)
         );
         let _ = writeln!(
             out,
-            "lbd_health_probes_total{{backend=\"{name}\",result=\"failed\"}} {}",
+            "lbd_health_probes_total{{{name},result=\"failed\"}} {}",
             load(&b.probes_failed)
         );
     }
@@ -171,7 +164,7 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     for (name, b) in &backends {
         let _ = writeln!(
             out,
-            "lbd_upstream_connections_total{{backend=\"{name}\"}} {}",
+            "lbd_upstream_connections_total{{{name}}} {}",
             load(&b.connections_total)
         );
     }
@@ -184,7 +177,7 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     for (name, b) in &backends {
         let _ = writeln!(
             out,
-            "lbd_upstream_idle_connections{{backend=\"{name}\"}} {}",
+            "lbd_upstream_idle_connections{{{name}}} {}",
             b.idle_connections()
         );
     }
@@ -257,7 +250,7 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     for (name, b) in &backends {
         let _ = writeln!(
             out,
-            "lbd_tunnels_total{{backend=\"{name}\"}} {}",
+            "lbd_tunnels_total{{{name}}} {}",
             load(&b.tunnels_total)
         );
     }
@@ -339,7 +332,7 @@ mod tests {
         s.record(200, Duration::from_millis(30));
         s.record(503, Duration::from_secs(60));
         let mut out = String::new();
-        render_histogram(&mut out, &s, "b");
+        render_histogram(&mut out, &s, "backend=\"b\"");
         assert!(out.contains("le=\"0.001\"} 1\n"), "{out}");
         assert!(out.contains("le=\"0.05\"} 2\n"), "{out}");
         assert!(out.contains("le=\"+Inf\"} 3\n"), "{out}");

@@ -1,82 +1,130 @@
 //! A [`Snapshot`] is one immutable view of the configuration in force: the validated
-//! config, its backends and their balancer. Workers and the health thread hold an `Arc`
-//! of one; a reload builds and publishes the next. [`Generations`] is a worker's record
-//! of the snapshot in force and of older ones its exchanges still hold [`Lease`]s in.
+//! config, its pools (their backends and balancers), the route table, and the members of
+//! the DNS services known when it was built. Workers and the health thread hold an `Arc`
+//! of one; a reload, or a change of a service's members, builds and publishes the next.
+//! [`Generations`] is a worker's record of the snapshot in force and of older ones its
+//! exchanges still hold [`Lease`]s in.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::Backend;
 use crate::balance::{Balancer, Kind};
-use crate::config::{Algorithm, BalancerConfig, Config};
+use crate::config::{Algorithm, BackendConfig, BalancerConfig, Config, HashKey, Health};
+use crate::route::RouteTable;
+
+/// The members of DNS services (spec §12), by `(host, port)`: the addresses the name
+/// resolved to last. A service with no entry (not resolved yet) has no member.
+pub type Members = HashMap<(String, u16), Vec<SocketAddr>>;
 
 /// The configuration in force and what is built from it.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// Numbers snapshots: 0 at start, +1 per reload. Backend indexes are only meaningful
-    /// together with the generation they were taken under.
+    /// Numbers snapshots: 0 at start, +1 per reload or member change. Backend indexes are
+    /// only meaningful together with the generation they were taken under.
     pub generation: u64,
     /// The validated configuration.
     pub config: Config,
-    /// The backends, in configuration order; indexes are stable within a snapshot.
+    /// Every backend of every pool, pool after pool (a pool's are `pools[i].range`); a
+    /// DNS service contributes one backend per member. Indexes are stable within a
+    /// snapshot.
     pub backends: Vec<Arc<Backend>>,
-    /// The balancer over `backends`.
+    /// The pools, in the order of [`Config::pools`].
+    pub pools: Vec<PoolView>,
+    /// The routes, for [`Snapshot::route`].
+    pub routes: RouteTable,
+}
+
+/// One pool as a snapshot runs it.
+#[derive(Debug)]
+pub struct PoolView {
+    /// Its name (`default` for the top-level backends).
+    pub name: String,
+    /// FNV-1a of `name`: how an exchange finds its pool again after a reload.
+    pub key: u64,
+    /// Its backends' indexes in [`Snapshot::backends`].
+    pub range: Range<usize>,
+    /// The pool's balancer over `backends[range]`.
     pub balancer: Balancer,
+    /// What `consistent_hash` hashes for this pool.
+    pub hash_key: HashKey,
+    /// The pool's health settings.
+    pub health: Health,
 }
 
 impl Snapshot {
-    /// Builds backends and the balancer for `config` (generation 0).
-    pub fn new(config: Config) -> Snapshot {
-        let backends: Vec<Arc<Backend>> = config
-            .backends
-            .iter()
-            .map(|b| Arc::new(Backend::new(b)))
-            .collect();
-        let balancer = balancer(&config.balancer, &backends);
-        Snapshot {
-            generation: 0,
-            config,
-            backends,
-            balancer,
-        }
+    /// Builds the pools for `config` (generation 0), services with the `members` known.
+    pub fn new(config: Config, members: &Members) -> Snapshot {
+        Snapshot::build(config, members, 0, |c, pool| {
+            Arc::new(Backend::new(c, pool))
+        })
     }
 
-    /// The snapshot after a reload to `config`. A backend whose name, address, weight
-    /// and `send_proxy` are unchanged is carried over (its health, admin state and counters with it); a
-    /// changed one starts afresh but keeps the health verdict of its address; a new
-    /// address starts alive and ramps up under slow start.
-    pub fn reload(&self, config: Config, now: Instant) -> Snapshot {
-        let backends: Vec<Arc<Backend>> = config
-            .backends
-            .iter()
-            .map(|c| {
-                let same = self.backends.iter().find(|b| {
-                    b.name == c.name
-                        && b.address == c.address
-                        && b.weight == c.weight
-                        && b.send_proxy == c.send_proxy
-                });
-                if let Some(b) = same {
-                    return Arc::clone(b);
+    /// The snapshot after a reload to `config` (or after `members` changed). A backend
+    /// whose name, address, weight, `send_proxy` and pool are unchanged is carried over
+    /// (its health, admin state and counters with it); a changed one starts afresh but
+    /// keeps the health verdict of its address; a new address (a new member too) starts
+    /// alive and ramps up under slow start.
+    pub fn reload(&self, config: Config, members: &Members, now: Instant) -> Snapshot {
+        Snapshot::build(config, members, self.generation + 1, |c, pool| {
+            let same = self.backends.iter().find(|b| {
+                b.name == c.name
+                    && b.address == c.address
+                    && b.weight == c.weight
+                    && b.send_proxy == c.send_proxy
+                    && b.pool == pool
+            });
+            if let Some(b) = same {
+                return Arc::clone(b);
+            }
+            let fresh = Backend::new(c, pool);
+            match self.backends.iter().find(|b| b.address == c.address) {
+                Some(old) => {
+                    fresh.set_alive(old.is_alive(), now);
+                    fresh.set_admin_state(old.admin_state());
                 }
-                let fresh = Backend::new(c);
-                match self.backends.iter().find(|b| b.address == c.address) {
-                    Some(old) => {
-                        fresh.set_alive(old.is_alive(), now);
-                        fresh.set_admin_state(old.admin_state());
-                    }
-                    None => fresh.mark_new(now),
+                None => fresh.mark_new(now),
+            }
+            Arc::new(fresh)
+        })
+    }
+
+    fn build(
+        config: Config,
+        members: &Members,
+        generation: u64,
+        mut backend: impl FnMut(&BackendConfig, &str) -> Arc<Backend>,
+    ) -> Snapshot {
+        let mut backends = Vec::new();
+        let mut pools = Vec::with_capacity(config.pools().len());
+        for pool in config.pools() {
+            let start = backends.len();
+            for c in &pool.backends {
+                for member in expand(c, members) {
+                    backends.push(backend(&member, &pool.name));
                 }
-                Arc::new(fresh)
-            })
-            .collect();
-        let balancer = balancer(&config.balancer, &backends);
+            }
+            let range = start..backends.len();
+            pools.push(PoolView {
+                name: pool.name.clone(),
+                key: crate::hash::fnv1a(pool.name.as_bytes()),
+                balancer: balancer(&pool.balancer, &backends[range.clone()]),
+                range,
+                hash_key: pool.balancer.hash_key.clone(),
+                health: pool.health.clone(),
+            });
+        }
+        let routes = RouteTable::new(config.routes());
         Snapshot {
-            generation: self.generation + 1,
+            generation,
             config,
             backends,
-            balancer,
+            pools,
+            routes,
         }
     }
 
@@ -84,9 +132,67 @@ impl Snapshot {
     pub fn backend_index(&self, name: &str) -> Option<usize> {
         self.backends.iter().position(|b| b.name == name)
     }
+
+    /// The pool a request for `host` and `path` goes to (spec §12): the pool of the
+    /// route that matches, else the default pool; `None`: no route and no default (404).
+    pub fn route(&self, host: &[u8], path: &[u8]) -> Option<usize> {
+        let routes = self.config.routes();
+        if routes.is_empty() {
+            return self.config.default_pool();
+        }
+        match self.routes.lookup(host, path) {
+            Some(r) => Some(routes[r].pool),
+            None => self.config.default_pool(),
+        }
+    }
+
+    /// The pool backend `index` belongs to.
+    pub fn pool_of(&self, index: usize) -> &PoolView {
+        let p = self
+            .pools
+            .partition_point(|p| p.range.end <= index)
+            .min(self.pools.len() - 1);
+        &self.pools[p]
+    }
+
+    /// The DNS services (host, port) of the configuration, for the resolver.
+    pub fn services(config: &Config) -> Vec<(String, u16)> {
+        let mut out: Vec<(String, u16)> = config
+            .pools()
+            .iter()
+            .flat_map(|p| &p.backends)
+            .filter_map(|b| Some((b.service.clone()?, b.address.port())))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
-/// The balancer the `[balancer]` section asks for.
+/// The backends a configured backend stands for: itself, or one per member of its DNS
+/// service, named `NAME@IP:PORT`.
+fn expand(c: &BackendConfig, members: &Members) -> Vec<BackendConfig> {
+    let Some(host) = &c.service else {
+        return vec![c.clone()];
+    };
+    let port = c.address.port();
+    members
+        .get(&(host.clone(), port))
+        .map(|addrs| {
+            addrs
+                .iter()
+                .map(|&address| BackendConfig {
+                    address,
+                    name: format!("{}@{address}", c.name),
+                    service: None,
+                    ..c.clone()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The balancer a pool's balancer keys ask for.
 fn balancer(config: &BalancerConfig, backends: &[Arc<Backend>]) -> Balancer {
     let kind = match config.algorithm {
         Algorithm::RoundRobin => Kind::RoundRobin,
@@ -225,11 +331,11 @@ mod tests {
     /// is given back; then the old snapshot goes.
     #[test]
     fn leases_outlive_a_reload() {
-        let first = Arc::new(Snapshot::new(config(&[1, 2])));
+        let first = Arc::new(Snapshot::new(config(&[1, 2]), &Members::new()));
         let mut g = Generations::new(Arc::clone(&first));
         let lease = g.lease(1);
         assert_eq!(first.backends[1].load(), 1);
-        let second = Arc::new(first.reload(config(&[3]), Instant::now()));
+        let second = Arc::new(first.reload(config(&[3]), &Members::new(), Instant::now()));
         g.install(Arc::clone(&second));
         assert_eq!(g.current().generation, 1);
         assert_eq!(g.backend(&lease).address.port(), 2);

@@ -55,7 +55,7 @@ impl Server {
 
     fn launch(config: Config, config_path: Option<PathBuf>) -> io::Result<Server> {
         let workers = config.server.workers;
-        let snapshot = Arc::new(Snapshot::new(config));
+        let snapshot = Arc::new(Snapshot::new(config, &Control::initial_members()));
         let shared = Arc::new(Shared::default());
         let (listeners, addr) = bind_all(snapshot.config.server.listen, workers)?;
         let (tls_listeners, tls_addr): (Vec<Option<_>>, _) = match &snapshot.config.tls {
@@ -127,6 +127,10 @@ impl Server {
         match checker.spawn() {
             Ok(thread) => server.health = Some(thread),
             Err(e) => return Err(server.abort(e)),
+        }
+        #[cfg(feature = "dns")]
+        if let Err(e) = server.control.start_resolver() {
+            return Err(server.abort(e));
         }
         log::info!("listening addr={addr} workers={workers}");
         if let Some(tls_addr) = tls_addr {
@@ -230,6 +234,8 @@ impl Server {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        #[cfg(feature = "dns")]
+        self.control.stop_resolver(true);
         self.control.health().send(HealthMsg::Shutdown);
         if let Some(health) = self.health.take() {
             let _ = health.join();
@@ -254,6 +260,8 @@ impl Drop for Server {
         if let Some(admin) = &self.admin {
             admin.signal_stop();
         }
+        #[cfg(feature = "dns")]
+        self.control.stop_resolver(false);
     }
 }
 

@@ -226,14 +226,14 @@ fn metrics_parse_and_match_the_traffic() {
     let (status, metrics) = admin(run.admin(), "GET", "/metrics");
     assert_eq!(status, 200);
     for line in [
-        "lbd_requests_total{backend=\"b0\",code=\"200\"} 10",
-        "lbd_requests_total{backend=\"b1\",code=\"404\"} 10",
-        "lbd_requests_total{backend=\"none\",code=\"400\"} 1",
-        "lbd_request_duration_seconds_count{backend=\"b0\"} 10",
-        "lbd_backend_up{backend=\"b0\"} 1",
+        "lbd_requests_total{backend=\"b0\",pool=\"default\",code=\"200\"} 10",
+        "lbd_requests_total{backend=\"b1\",pool=\"default\",code=\"404\"} 10",
+        "lbd_requests_total{backend=\"none\",pool=\"none\",code=\"400\"} 1",
+        "lbd_request_duration_seconds_count{backend=\"b0\",pool=\"default\"} 10",
+        "lbd_backend_up{backend=\"b0\",pool=\"default\"} 1",
         "lbd_client_connections_total 1",
         "lbd_build_info{version=\"",
-        "lbd_backend_admin_state{backend=\"b1\",state=\"enabled\"} 1",
+        "lbd_backend_admin_state{backend=\"b1\",pool=\"default\",state=\"enabled\"} 1",
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }

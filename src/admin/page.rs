@@ -63,6 +63,12 @@ const COLUMNS: &[Column] = &[
         value: |b| b.name.to_string(),
     },
     Column {
+        header: "pool",
+        key: "pool",
+        kind: Kind::Text,
+        value: |b| b.pool.to_string(),
+    },
+    Column {
         header: "address",
         key: "address",
         kind: Kind::Text,
@@ -253,6 +259,7 @@ mod tests {
     fn backend<'a>(name: &'a str, alive: bool) -> BackendView<'a> {
         BackendView {
             name,
+            pool: "default",
             address: "127.0.0.1:8081".into(),
             weight: 2,
             alive,
@@ -276,6 +283,7 @@ mod tests {
             algorithm: "round_robin",
             client_connections: 5,
             backends,
+            pools: Vec::new(),
         }
     }
 
@@ -307,7 +315,7 @@ mod tests {
             "noscript refresh in seconds"
         );
         assert!(page.contains(
-            "<tr><td>app-1</td><td>127.0.0.1:8081</td><td class=\"state up\">up</td>\
+            "<tr><td>app-1</td><td>default</td><td>127.0.0.1:8081</td><td class=\"state up\">up</td>\
              <td class=\"draining\">draining</td><td class=\"num\">2</td><td class=\"num\">1</td>\
              <td class=\"num\">42</td><td class=\"num\">3</td>"
         ));

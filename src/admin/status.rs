@@ -62,6 +62,8 @@ pub fn json(view: &StatusView) -> String {
         }
         out.push_str("{\"name\":");
         string(&mut out, b.name);
+        out.push_str(",\"pool\":");
+        string(&mut out, b.pool);
         out.push_str(",\"address\":");
         string(&mut out, &b.address);
         let _ = write!(
@@ -81,6 +83,24 @@ pub fn json(view: &StatusView) -> String {
         );
         array(&mut out, b.duration_buckets);
         out.push('}');
+    }
+    out.push_str("],\"pools\":[");
+    for (i, p) in view.pools.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        string(&mut out, p.name);
+        out.push_str(",\"algorithm\":");
+        string(&mut out, p.algorithm);
+        out.push_str(",\"backends\":[");
+        for (j, name) in p.backends.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            string(&mut out, name);
+        }
+        out.push_str("]}");
     }
     out.push_str("]}");
     out

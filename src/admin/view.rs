@@ -1,8 +1,7 @@
 //! What the status endpoints show, read once per request from the snapshot and the shared
 //! counters. `/status` (JSON, `status.rs`) and `/` (HTML, `page.rs`) both render one
-//! [`StatusView`], so the page and the JSON it refreshes from never disagree. Pools
-//! (spec §12) will add a `pool` to [`BackendView`]; the renderers take their columns and
-//! keys from here.
+//! [`StatusView`], so the page and the JSON it refreshes from never disagree. Backends
+//! carry their pool (spec §12), and the pools are listed with their algorithm.
 
 use std::sync::atomic::Ordering;
 
@@ -25,8 +24,21 @@ pub struct StatusView<'a> {
     pub algorithm: &'static str,
     /// Open client connections.
     pub client_connections: usize,
-    /// The backends, in configuration order.
+    /// The backends, pool after pool.
     pub backends: Vec<BackendView<'a>>,
+    /// The pools (spec §12): `default` for the top-level backends, then `[[pool]]`s.
+    pub pools: Vec<PoolView<'a>>,
+}
+
+/// One pool.
+#[derive(Debug)]
+pub struct PoolView<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its algorithm by its config word.
+    pub algorithm: &'static str,
+    /// Its backends' names (a DNS service's members as `NAME@IP:PORT`).
+    pub backends: Vec<&'a str>,
 }
 
 /// One backend's state and counters.
@@ -34,6 +46,8 @@ pub struct StatusView<'a> {
 pub struct BackendView<'a> {
     /// Its name (unique).
     pub name: &'a str,
+    /// The pool it belongs to.
+    pub pool: &'a str,
     /// `IP:PORT`.
     pub address: String,
     /// Configured weight.
@@ -74,6 +88,19 @@ impl<'a> StatusView<'a> {
                 .iter()
                 .map(|b| BackendView::read(b))
                 .collect(),
+            pools: snapshot
+                .pools
+                .iter()
+                .zip(snapshot.config.pools())
+                .map(|(p, c)| PoolView {
+                    name: &p.name,
+                    algorithm: c.balancer.algorithm.as_str(),
+                    backends: snapshot.backends[p.range.clone()]
+                        .iter()
+                        .map(|b| b.name.as_str())
+                        .collect(),
+                })
+                .collect(),
         }
     }
 }
@@ -82,6 +109,7 @@ impl<'a> BackendView<'a> {
     fn read(b: &'a Backend) -> BackendView<'a> {
         BackendView {
             name: &b.name,
+            pool: &b.pool,
             address: b.address.to_string(),
             weight: b.weight,
             alive: b.is_alive(),

@@ -250,13 +250,17 @@ pub(crate) mod testing {
             .iter()
             .enumerate()
             .map(|(i, &weight)| {
-                Arc::new(Backend::new(&BackendConfig {
-                    address: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
-                    host_port: String::new(),
-                    weight,
-                    name: format!("b{i}"),
-                    send_proxy: None,
-                }))
+                Arc::new(Backend::new(
+                    &BackendConfig {
+                        address: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                        host_port: String::new(),
+                        weight,
+                        name: format!("b{i}"),
+                        send_proxy: None,
+                        service: None,
+                    },
+                    "default",
+                ))
             })
             .collect()
     }

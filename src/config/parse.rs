@@ -86,10 +86,51 @@ pub(super) fn de_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, 
 /// serde adapter for a socket address that also keeps the text as written.
 pub(super) fn de_address_as_written<'de, D: Deserializer<'de>>(
     d: D,
-) -> Result<(SocketAddr, String), D::Error> {
+) -> Result<(SocketAddr, String, Option<String>), D::Error> {
     let text = String::deserialize(d)?;
-    let addr = address(&text).map_err(D::Error::custom)?;
-    Ok((addr, text))
+    let (addr, service) = backend_address(&text).map_err(D::Error::custom)?;
+    Ok((addr, text, service))
+}
+
+/// A backend's `"host:port"`: an IP literal is the address itself. With DNS discovery
+/// (feature `dns`) a name is a service, resolved at run time and never here: the result
+/// is `0.0.0.0:port` (a placeholder no connection uses) and the name. Without it, the
+/// name is resolved now to its first address, as `address` does.
+fn backend_address(text: &str) -> Result<(SocketAddr, Option<String>), String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok((addr, None));
+    }
+    #[cfg(feature = "dns")]
+    {
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("address {text:?} must be host:port"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("address {text:?} needs a port between 1 and 65535"))?;
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid {
+            return Err(format!("address {text:?}: {host:?} is not a host name"));
+        }
+        Ok((
+            SocketAddr::from(([0, 0, 0, 0], port)),
+            Some(host.to_ascii_lowercase()),
+        ))
+    }
+    #[cfg(not(feature = "dns"))]
+    {
+        address(text).map(|addr| (addr, None))
+    }
 }
 
 /// serde adapter for an optional IP-literal socket address.

@@ -88,7 +88,11 @@ fn fill_backends(key: &str, backends: &mut [BackendConfig]) -> Result<(), Config
             b.host_port = b.address.to_string();
         }
         if b.name.is_empty() {
-            b.name = b.address.to_string();
+            // A service is named as written; its members `NAME@IP:PORT`.
+            b.name = match &b.service {
+                Some(_) => b.host_port.clone(),
+                None => b.address.to_string(),
+            };
         }
         if !b
             .name

@@ -350,6 +350,10 @@ pub struct BackendConfig {
     /// Each new connection to it starts with a PROXY protocol header of this version
     /// (spec §11); such a connection serves only the client connection it was opened for.
     pub send_proxy: Option<ProxyVersion>,
+    /// The host name when the address names a DNS service (spec §12): its members are the
+    /// addresses the name resolves to at run time, each a backend `NAME@IP:PORT`, and
+    /// `address` is only a placeholder holding the port.
+    pub service: Option<String>,
 }
 
 /// A PROXY protocol version lbd writes toward a backend (`send_proxy = "v1" | "v2"`).
@@ -369,7 +373,7 @@ pub enum ProxyVersion {
 #[serde(deny_unknown_fields)]
 struct BackendFields {
     #[serde(deserialize_with = "de_address_as_written")]
-    address: (SocketAddr, String),
+    address: (SocketAddr, String, Option<String>),
     #[serde(default = "default_weight")]
     weight: u32,
     #[serde(default)]
@@ -386,6 +390,7 @@ impl From<BackendFields> for BackendConfig {
             weight: f.weight,
             name: f.name,
             send_proxy: f.send_proxy,
+            service: f.address.2,
         }
     }
 }
@@ -548,6 +553,7 @@ impl RawConfig {
                     weight: 1,
                     name: String::new(),
                     send_proxy: None,
+                    service: None,
                 })
                 .collect(),
             pool_tables: Vec::new(),

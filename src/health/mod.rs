@@ -25,6 +25,9 @@ use crate::proxy_protocol;
 use crate::snapshot::Snapshot;
 use crate::token::{self, HealthTarget};
 
+/// The longest the health thread sleeps with nothing to probe (no pool at all).
+const IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The health thread's state.
 pub struct HealthChecker {
     poll: Poll,
@@ -35,7 +38,8 @@ pub struct HealthChecker {
     states: Vec<Hysteresis>,
     /// Per backend: the probe in flight, if any.
     probes: Vec<Option<Probe>>,
-    next_round: Instant,
+    /// Per pool (each has its own `health.interval`): when its next round starts.
+    next_round: Vec<Instant>,
 }
 
 impl HealthChecker {
@@ -57,9 +61,9 @@ impl HealthChecker {
                 .map(|b| Hysteresis::new(b.is_alive()))
                 .collect(),
             probes: (0..n).map(|_| None).collect(),
+            next_round: vec![Instant::now(); snapshot.pools.len()],
             snapshot,
             workers,
-            next_round: Instant::now(),
         }
     }
 
@@ -74,16 +78,19 @@ impl HealthChecker {
         let mut events = Events::with_capacity(256);
         loop {
             let now = Instant::now();
-            if now >= self.next_round {
-                self.start_round(now);
-                self.next_round = now + self.snapshot.config.health.interval;
+            for p in 0..self.next_round.len() {
+                if now >= self.next_round[p] {
+                    self.start_round(p, now);
+                    self.next_round[p] = now + self.snapshot.pools[p].health.interval;
+                }
             }
             let next = self
                 .probes
                 .iter()
                 .flatten()
                 .map(|p| p.deadline)
-                .fold(self.next_round, Instant::min);
+                .chain(self.next_round.iter().copied())
+                .fold(now + IDLE_WAIT, Instant::min);
             if let Err(e) = self
                 .poll
                 .poll(&mut events, Some(next.saturating_duration_since(now)))
@@ -151,14 +158,17 @@ impl HealthChecker {
             .collect();
         self.states = states;
         self.probes = (0..snapshot.backends.len()).map(|_| None).collect();
+        self.next_round = vec![Instant::now(); snapshot.pools.len()];
         self.snapshot = snapshot;
-        self.next_round = Instant::now();
     }
 
-    fn start_round(&mut self, now: Instant) {
+    /// Starts a probe of every backend of pool `p` that has none in flight.
+    fn start_round(&mut self, p: usize, now: Instant) {
         let snapshot = Arc::clone(&self.snapshot);
-        let health = &snapshot.config.health;
-        for (i, backend) in snapshot.backends.iter().enumerate() {
+        let pool = &snapshot.pools[p];
+        let health = &pool.health;
+        for i in pool.range.clone() {
+            let backend = &snapshot.backends[i];
             if self.probes[i].is_some() {
                 continue; // still running: its deadline settles it
             }
@@ -226,7 +236,7 @@ impl HealthChecker {
         if !ok {
             log::debug!("backend={} probe failed: {reason}", backend.name);
         }
-        let health = &self.snapshot.config.health;
+        let health = &self.snapshot.pool_of(i).health;
         if let Some(alive) = self.states[i].observe(ok, health.rise, health.fall) {
             self.flip(i, alive, reason);
         }

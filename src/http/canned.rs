@@ -7,6 +7,8 @@ use crate::buffer::Buffer;
 pub enum Canned {
     /// 400: malformed request or ambiguous framing.
     BadRequest,
+    /// 404: no route matches and there is no default pool.
+    NotFound,
     /// 405: CONNECT.
     MethodNotAllowed,
     /// 408: the head or body did not arrive in time.
@@ -32,6 +34,7 @@ impl Canned {
     pub fn status(self) -> u16 {
         match self {
             Canned::BadRequest => 400,
+            Canned::NotFound => 404,
             Canned::MethodNotAllowed => 405,
             Canned::RequestTimeout => 408,
             Canned::ContentTooLarge => 413,
@@ -48,6 +51,7 @@ impl Canned {
     fn line(self) -> &'static str {
         match self {
             Canned::BadRequest => "400 Bad Request",
+            Canned::NotFound => "404 Not Found",
             Canned::MethodNotAllowed => "405 Method Not Allowed",
             Canned::RequestTimeout => "408 Request Timeout",
             Canned::ContentTooLarge => "413 Content Too Large",

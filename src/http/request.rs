@@ -117,6 +117,38 @@ pub struct RequestHead {
     pub upgrade: bool,
     /// FNV-1a hash of the configured hash header's value, when present.
     pub hash: Option<u64>,
+    /// Where the request's host is in the head (the absolute-form authority, else the
+    /// `Host` value; empty without one), for routing (spec §12).
+    pub host: Span,
+    /// Where the request target's path (with its query) is in the head.
+    pub path: Span,
+}
+
+/// A range of bytes of the head a [`RequestHead`] was parsed from (valid while those
+/// bytes are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// The span of `part`, a subslice of `whole`.
+    fn within(whole: &[u8], part: &[u8]) -> Span {
+        let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+        let start = start.min(whole.len());
+        let end = (start + part.len()).min(whole.len());
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    /// The bytes of `head` it covers.
+    pub fn of<'a>(&self, head: &'a [u8]) -> &'a [u8] {
+        head.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
 }
 
 /// Per-request inputs of the rewrite that come from the connection and the config.
@@ -269,6 +301,11 @@ pub fn parse(
         expect_continue,
         upgrade,
         hash: facts.hash,
+        host: match target.authority {
+            Some(authority) => Span::within(input, authority.as_bytes()),
+            None => Span::within(input, facts.host),
+        },
+        path: Span::within(input, target.path.as_bytes()),
     })
 }
 
@@ -283,6 +320,23 @@ fn later_minor_at(head: &[u8]) -> Option<usize> {
     let line = &head[start..end];
     let version = line.len().checked_sub(9).map(|i| &line[i..])?;
     (version.starts_with(b" HTTP/1.") && (b'2'..=b'9').contains(&version[8])).then_some(end - 1)
+}
+
+/// FNV-1a of the first `name` header's value in a head that [`parse`] accepted (a
+/// pool hashing another header than the one the parse was told about).
+pub fn header_hash(head: &[u8], name: &str) -> Option<u64> {
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        line[..colon]
+            .eq_ignore_ascii_case(name.as_bytes())
+            .then(|| {
+                fnv1a(trim(
+                    line[colon + 1..]
+                        .strip_suffix(b"\r")
+                        .unwrap_or(&line[colon + 1..]),
+                ))
+            })
+    })
 }
 
 /// The protocols of the `Upgrade` headers, `h2c` left out.
@@ -405,8 +459,10 @@ pub(crate) fn is_valid_host(host: &[u8]) -> bool {
 
 /// What the header fields of one request say about framing, Host and expectations.
 #[derive(Default)]
-struct HeaderFacts {
+struct HeaderFacts<'h> {
     hosts: usize,
+    /// The (last) `Host` value, trimmed.
+    host: &'h [u8],
     content_length: Option<u64>,
     transfer_encodings: usize,
     chunked: bool,
@@ -414,16 +470,17 @@ struct HeaderFacts {
     hash: Option<u64>,
 }
 
-impl HeaderFacts {
+impl<'h> HeaderFacts<'h> {
     fn observe(
         &mut self,
-        h: &httparse::Header<'_>,
+        h: &httparse::Header<'h>,
         hash_header: Option<&str>,
     ) -> Result<(), RequestError> {
         let name = h.name;
         if name_is(name, "host") {
             self.hosts += 1;
-            if !is_valid_host(trim(h.value)) {
+            self.host = trim(h.value);
+            if !is_valid_host(self.host) {
                 return Err(RequestError::Malformed("invalid Host"));
             }
         } else if name_is(name, "content-length") {

@@ -448,6 +448,37 @@ impl Session {
         }
     }
 
+    /// No route matches and there is no default pool (spec §12): 404 (reason
+    /// `no_route`); the connection stays open for a body-less keep-alive request.
+    fn no_route(&mut self, head: &RequestHead, end: usize, env: &mut Env) {
+        let conn = &mut self.conn;
+        conn.upstream_out.clear();
+        let data = conn.client_in.data();
+        let info = env
+            .access_log()
+            .map(|_| RequestInfo::from_head(&data[..end]));
+        conn.client_in.advance(head.head_len);
+        let keep_alive = head.keep_alive && head.framing == Framing::Empty && !env.shutting_down;
+        conn.client_out.ensure(&mut env.big_bufs);
+        let answer = Fault::NoRoute.answer();
+        let canned = answer.canned.expect("a 404");
+        canned.write(
+            &mut conn.client_out,
+            !keep_alive,
+            head.method == crate::http::request::Method::Head,
+        );
+        self.record_answer(canned.status(), answer.reason, info, env);
+        if keep_alive {
+            self.phase = Phase::Idle {
+                deadline: env.now + env.config().timeouts.client_idle,
+            };
+        } else if head.framing != Framing::Empty {
+            self.end_after_flush(Ending::Linger, env);
+        } else {
+            self.end_after_flush(Ending::Close, env);
+        }
+    }
+
     /// `tls.redirect_http`: answers a plain request with a 308 to `https://` (the head
     /// was accepted; a request body is not read, so the connection closes after it).
     fn redirect(&mut self, head: &RequestHead, end: usize, tls_port: u16, env: &mut Env) {
@@ -597,12 +628,24 @@ impl Session {
                 let port = env.redirect_port().expect("checked");
                 self.redirect(&head, end, port, env);
             }
-            Ok(head) => {
+            Ok(mut head) => {
+                let raw = &data[..end];
+                let snapshot = env.snapshot();
+                let Some(pool) = snapshot.route(head.host.of(raw), head.path.of(raw)) else {
+                    self.no_route(&head, end, env);
+                    return Progress::Moved;
+                };
+                // The pool's own hash key, when it hashes another header than the default.
+                if let HashKey::Header(name) = &snapshot.pools[pool].hash_key {
+                    if Some(name.as_str()) != hash_header {
+                        head.hash = http::request::header_hash(raw, name);
+                    }
+                }
                 let access = env
                     .access_log()
-                    .map(|_| Box::new(RequestInfo::from_head(&data[..end])));
+                    .map(|_| Box::new(RequestInfo::from_head(raw)));
                 conn.client_in.advance(head.head_len);
-                self.phase = Phase::Exchange(Exchange::new(head, access, conn, env));
+                self.phase = Phase::Exchange(Exchange::new(head, pool, access, conn, env));
             }
             Err(e) => {
                 log::debug!("client={} refused request: {e}", conn.addr);

@@ -465,13 +465,17 @@ mod tests {
     impl Rig {
         fn new() -> Rig {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let backend = Arc::new(Backend::new(&BackendConfig {
-                address: listener.local_addr().unwrap(),
-                host_port: String::new(),
-                weight: 1,
-                name: "b".into(),
-                send_proxy: None,
-            }));
+            let backend = Arc::new(Backend::new(
+                &BackendConfig {
+                    address: listener.local_addr().unwrap(),
+                    host_port: String::new(),
+                    weight: 1,
+                    name: "b".into(),
+                    send_proxy: None,
+                    service: None,
+                },
+                "default",
+            ));
             let poll = Poll::new().unwrap();
             let ups = Upstreams::new(
                 poll.registry().try_clone().unwrap(),
@@ -628,9 +632,10 @@ mod tests {
             weight: 1,
             name: "p".into(),
             send_proxy: Some(crate::config::ProxyVersion::V1),
+            service: None,
         };
         config.host_port = config.address.to_string();
-        rig.backend = Arc::new(Backend::new(&config));
+        rig.backend = Arc::new(Backend::new(&config, "default"));
         rig.listener = listener;
         let header = crate::proxy_protocol::write_v1(
             "10.1.2.3:4567".parse().unwrap(),

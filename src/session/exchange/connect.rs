@@ -108,23 +108,42 @@ impl Exchange {
             return None;
         }
         if self.tries.tried_generation != snapshot.generation {
-            // A reload renumbered the backends: earlier indexes mean nothing now.
+            // A reload renumbered the backends (and maybe the pools): earlier indexes
+            // mean nothing now; the pool is found again by its name.
             self.tries.tried_generation = snapshot.generation;
             self.tries.tried_from = n;
+            self.tries.pool = snapshot
+                .pools
+                .iter()
+                .position(|p| p.key == self.tries.pool_key)?;
         }
-        let hash = match snapshot.config.balancer.hash_key {
-            HashKey::Ip => snapshot
+        let pool = snapshot.pools.get(self.tries.pool)?;
+        let hash = match pool.hash_key {
+            HashKey::Ip => pool
                 .balancer
                 .needs_hash()
                 .then(|| crate::hash::ip(conn.addr.ip())),
             HashKey::Header(_) => self.req.hash,
         };
+        // The balancer sees the pool's backends only: retries stay within the pool, and
+        // the backends tried are given to it in its own numbering.
+        let mut tried = [usize::MAX; MAX_ATTEMPTS];
+        let mut count = 0;
+        for &t in &self.tries.tried[self.tries.tried_from..n] {
+            if pool.range.contains(&t) {
+                tried[count] = t - pool.range.start;
+                count += 1;
+            }
+        }
         let ctx = PickContext {
             hash,
-            tried: &self.tries.tried[self.tries.tried_from..n],
+            tried: &tried[..count],
             now: env.now,
         };
-        snapshot.balancer.pick(&snapshot.backends, &ctx)
+        let picked = pool
+            .balancer
+            .pick(&snapshot.backends[pool.range.clone()], &ctx)?;
+        Some(pool.range.start + picked)
     }
 
     /// A connected upstream: the request goes out from its first byte.

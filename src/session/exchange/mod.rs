@@ -185,13 +185,17 @@ struct RequestBody {
 ///
 /// Invariant: `lease` is `Some` exactly while the exchange holds an in-flight slot on a
 /// backend; `tried[tried_from..attempts.backends]` are indexes in snapshot
-/// `tried_generation`.
+/// `tried_generation`, and so is `pool`.
 #[derive(Debug)]
 struct Tries {
     lease: Option<Lease>,
     tried: [usize; MAX_ATTEMPTS],
     tried_from: usize,
     tried_generation: u64,
+    /// The pool the request was routed to (spec §12); retries stay within it.
+    pool: usize,
+    /// FNV-1a of the pool's name, to find it again after a reload renumbered the pools.
+    pool_key: u64,
     attempts: Attempts,
     /// Attempts retried.
     retries: u32,
@@ -221,10 +225,12 @@ impl Exchange {
     /// Starts an exchange for a parsed head; `conn.upstream_out` holds lbd's request head.
     pub fn new(
         req: RequestHead,
+        pool: usize,
         access: Option<Box<RequestInfo>>,
         conn: &mut Conn,
         env: &mut Env,
     ) -> Exchange {
+        let pool_key = env.snapshot().pools[pool].key;
         conn.upstream_in.ensure(&mut env.big_bufs);
         conn.upstream_in.clear();
         conn.client_out.ensure(&mut env.big_bufs);
@@ -241,6 +247,8 @@ impl Exchange {
                 tried: [usize::MAX; MAX_ATTEMPTS],
                 tried_from: 0,
                 tried_generation: env.snapshot().generation,
+                pool,
+                pool_key,
                 attempts: Attempts::default(),
                 retries: 0,
                 interim: 0,

@@ -56,7 +56,7 @@ impl Rig {
         );
         tune(&mut raw);
         let config = raw.validate().unwrap();
-        let snapshot = Arc::new(Snapshot::new(config));
+        let snapshot = Arc::new(Snapshot::new(config, &Default::default()));
         let poll = Poll::new().unwrap();
         let front = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
@@ -110,7 +110,7 @@ impl Rig {
             tls: false,
         };
         let req = request::parse(head, &ctx, &mut self.conn.upstream_out).unwrap();
-        Exchange::new(req, None, &mut self.conn, &mut self.env)
+        Exchange::new(req, 0, None, &mut self.conn, &mut self.env)
     }
 
     /// Polls once (bounded) and records the events where the worker would.
