@@ -65,11 +65,11 @@ impl Tunnel {
     /// A tunnel over the connection an exchange switched. Bytes the upstream sent right
     /// after its `101` are moved to the client's queue.
     pub fn open(start: TunnelStart, conn: &mut Conn, env: &mut Env) -> Tunnel {
-        let early = conn.upstream_in.data();
-        if !early.is_empty() {
-            conn.client_out.extend(early);
-            let n = early.len();
-            conn.upstream_in.advance(n);
+        // Tunnel bytes that came in the same reads as the 101 are the first ones down.
+        let early = conn.upstream_in.len();
+        if early > 0 {
+            conn.client_out.extend(conn.upstream_in.data());
+            conn.upstream_in.advance(early);
         }
         conn.upstream_in.clear();
         conn.upstream_in.release(&mut env.big_bufs);
@@ -86,7 +86,7 @@ impl Tunnel {
             upward: Direction::Open,
             downward: Direction::Open,
             bytes_up: 0,
-            bytes_down: 0,
+            bytes_down: early as u64,
             access: start.access,
             retries: start.retries,
             started: start.started,
