@@ -6,7 +6,9 @@
 //!
 //! No copies: client bytes are read into `client_in` and written from there to the
 //! upstream; upstream bytes are read into `client_out` and the session writes them to the
-//! client. A full buffer stops the read that would fill it (backpressure both ways).
+//! client. A full buffer stops the read that would fill it (backpressure both ways). Both
+//! buffers go back to the worker's pools whenever they are empty after a drive, so an
+//! idle tunnel holds no buffer memory.
 
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
@@ -126,6 +128,8 @@ impl Tunnel {
         // Upstream to client: straight into `client_out`.
         if self.downward == Direction::Open {
             let out = &mut conn.client_out;
+            // A quiet tunnel gave its buffer back (`Session::settle`).
+            out.ensure(&mut env.big_bufs);
             if out.tail_room() == 0 {
                 out.compact();
             }
