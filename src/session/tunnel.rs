@@ -78,10 +78,12 @@ impl Tunnel {
         conn.upstream_out.clear();
         conn.upstream_out.release(&mut env.bufs);
         env.shared.tunnels.fetch_add(1, Ordering::Relaxed);
-        env.generations
-            .backend(&start.lease)
-            .tunnels_total
-            .fetch_add(1, Ordering::Relaxed);
+        let backend = env.generations.backend(&start.lease);
+        backend.tunnels_total.fetch_add(1, Ordering::Relaxed);
+        // The 101 is the response: counted now, its duration the time to it (a
+        // tunnel's life, minutes or hours, would swamp the latency histogram).
+        let to_switch = start.opened.saturating_duration_since(start.started);
+        backend.responses.record(101, to_switch);
         Tunnel {
             up: start.up,
             lease: Some(start.lease),
@@ -174,7 +176,7 @@ impl Tunnel {
     }
 
     /// Ends the tunnel: the upstream connection closes, the backend's slot is given back,
-    /// and the tunnel is counted and access-logged (status 101, bytes both ways).
+    /// and the tunnel is access-logged (status 101, bytes both ways, its whole duration).
     pub fn finish(&mut self, reason: &'static str, conn: &Conn, env: &mut Env) {
         let Some(lease) = self.lease.take() else {
             return;
@@ -183,7 +185,6 @@ impl Tunnel {
         env.shared.tunnels.fetch_sub(1, Ordering::Relaxed);
         let duration = env.now.saturating_duration_since(self.started);
         let backend = env.generations.backend(&lease);
-        backend.responses.record(101, duration);
         if let (Some(log), Some(request)) = (env.access_log(), &self.access) {
             let (tls, sni) = conn.tls_info();
             let entry = access::Entry {
