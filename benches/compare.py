@@ -20,6 +20,14 @@ would resume nearly every tls-close handshake; the run preloads a small shim int
 that drops the session, checks on a probe nginx that no handshake was resumed, and stops
 if one was (--tls-resumption measures with wrk as it is).
 
+With --tunnel (issue 12) it runs only the tunnel comparison instead: WebSocket traffic
+through lbd, nginx and HAProxy, each with one worker, to the same WebSocket server
+(benches/ws_peer.rs, tungstenite), pinned as below: the proxy alone on CPU 0, the
+WebSocket client and server on CPU 1. Scenarios move 64 KiB binary messages one way (up:
+client to server, down: server to client) over 1 or 8 connections; figures are MiB/s
+and the proxy's CPU time per MiB. Rewrites the `tunnel` markers of docs/benchmarks.md;
+raw results go to target/bench-compare/results-tunnel.json.
+
 Fairness on a 2-core machine: in the headline (1 thread) group the proxy and the backends
 run on CPU 0 and wrk on CPU 1 (taskset), so CPU 0 is the bottleneck and a proxy's
 efficiency decides its throughput. Proxies alternate within each round (A B C A B C ...);
@@ -116,6 +124,24 @@ int SSL_clear(void *ssl) {
     return real_clear(ssl);
 }
 """
+# Tunnels (--tunnel): each proxy (one worker) in front of one benches/ws_peer.rs server
+# on BACKEND_PORTS[0]; the client sends or receives TUNNEL_MESSAGE-byte binary messages.
+# The hyper proxy does not relay upgrades, so it is not in this comparison.
+TUNNEL_KINDS = ["lbd", "nginx", "haproxy"]
+TUNNEL_MESSAGE = 64 * 1024
+# name, connections, direction
+TUNNEL_SCENARIOS = [
+    ("ws-up-c1", 1, "up"),
+    ("ws-down-c1", 1, "down"),
+    ("ws-up-c8", 8, "up"),
+    ("ws-down-c8", 8, "down"),
+]
+TUNNEL_SCENARIO_TEXT = {
+    "ws-up-c1": "one WebSocket, 64 KiB messages client → server",
+    "ws-down-c1": "one WebSocket, 64 KiB messages server → client",
+    "ws-up-c8": "8 WebSockets at once, client → server",
+    "ws-down-c8": "8 WebSockets at once, server → client",
+}
 PROXY_KINDS = ["lbd", "nginx", "haproxy", "hyper"]
 COLORS = {
     "lbd": "#d9480f",
@@ -465,8 +491,9 @@ max_connections = 20000
 
 
 class Setup:
-    def __init__(self, work, lbd_bin, hyper_bin, lbd_extra=""):
+    def __init__(self, work, lbd_bin, hyper_bin, lbd_extra="", ws_peer=None):
         self.lbd_extra = lbd_extra
+        self.ws_peer = ws_peer
         self.work = work
         self.lbd_bin = lbd_bin
         self.hyper_bin = hyper_bin
@@ -1441,7 +1468,9 @@ def machine():
     versions = {
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
         "haproxy": run(["haproxy", "-v"]).splitlines()[0],
-        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0].split(" [")[0],
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0].split(" [")[0]
+        if shutil.which("wrk")
+        else "wrk not installed",
         "rustc": run(["rustc", "--version"]).strip(),
     }
     rev = subprocess.run(
@@ -1748,14 +1777,298 @@ def write_tls_docs(markdown):
 
 
 # ---------------------------------------------------------------------------------------
+# Tunnels (--tunnel, issue 12)
+
+
+def nginx_tunnel_conf(work):
+    """WebSocket proxying as nginx documents it: HTTP/1.1 upstream, Upgrade and
+    Connection passed on; proxy_buffer_size 64k (the buffer each upgraded direction
+    uses; the default, one page, would handicap it against lbd's 64 KiB) and
+    proxy_buffers to match (nginx insists they hold two of them)."""
+    return f"""
+user root;
+worker_processes 1;
+pid {work}/proxy-nginx.pid;
+error_log {work}/proxy-nginx.error.log warn;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 16000; }}
+http {{
+    access_log off;
+    tcp_nodelay on;
+    client_body_temp_path {work}/tmp-body;
+    proxy_temp_path {work}/tmp-proxy;
+    upstream ws {{
+        server {HOST}:{BACKEND_PORTS[0]};
+    }}
+    server {{
+        listen {HOST}:{PROXY_PORT} reuseport backlog=4096;
+        location / {{
+            proxy_pass http://ws;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $http_host;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+            proxy_buffer_size 64k;
+            proxy_buffers 4 64k;
+        }}
+    }}
+}}
+"""
+
+
+def haproxy_tunnel_conf():
+    """HTTP mode: HAProxy relays upgrades natively; `timeout tunnel` once switched."""
+    return f"""
+global
+    nbthread 1
+    maxconn {HAPROXY_MAXCONN}
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+
+frontend fe
+    bind {HOST}:{PROXY_PORT}
+    default_backend be
+
+backend be
+    server ws1 {HOST}:{BACKEND_PORTS[0]}
+"""
+
+
+def lbd_tunnel_conf(extra=""):
+    return f"""
+[server]
+listen = "{HOST}:{PROXY_PORT}"
+workers = 1
+{extra}
+
+[[backend]]
+address = "{HOST}:{BACKEND_PORTS[0]}"
+"""
+
+
+def ws_client_cmd(ws_peer, port, conns, seconds, direction):
+    return [
+        "taskset", "-c", "1", str(ws_peer), "client", f"{HOST}:{port}", str(conns),
+        str(seconds), str(TUNNEL_MESSAGE), direction,
+    ]
+
+
+def wait_ws(ws_peer, port, proc=None, timeout=20.0):
+    """Until a WebSocket opens and carries bytes through `port`."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited: see {proc.log_path}")
+        out = subprocess.run(
+            ws_client_cmd(ws_peer, port, 1, 0.05, "up"), capture_output=True, text=True,
+            timeout=30,
+        )
+        if out.returncode == 0:
+            return
+        last = out.stderr.strip() or out.stdout.strip()
+        time.sleep(0.1)
+    raise RuntimeError(f"no WebSocket through port {port}: {last}")
+
+
+def start_tunnel_proxy(setup, kind, ws_peer):
+    if kind == "lbd":
+        cmd = [str(setup.lbd_bin), setup.write("lbd-tunnel.toml", lbd_tunnel_conf(setup.lbd_extra))]
+        env = dict(os.environ, RUST_LOG="warn")
+    elif kind == "nginx":
+        conf = setup.write("nginx-tunnel.conf", nginx_tunnel_conf(setup.work))
+        cmd, env = ["nginx", "-e", "stderr", "-c", conf, "-g", "daemon off;"], None
+    elif kind == "haproxy":
+        cmd, env = ["haproxy", "-db", "-f", setup.write("haproxy-tunnel.cfg", haproxy_tunnel_conf())], None
+    else:
+        raise ValueError(kind)
+    ensure_free(PROXY_PORT)
+    proc = Proc(f"{kind}-tunnel", cmd, setup.work, cpus="0", env=env)
+    wait_ws(ws_peer, PROXY_PORT, proc=proc)
+    return proc
+
+
+def tunnel_measure(ws_peer, proxy_pids, port, scenario, args):
+    name, conns, direction = scenario
+    if args.warmup > 0:
+        subprocess.run(
+            ws_client_cmd(ws_peer, port, conns, args.warmup, direction), capture_output=True,
+            timeout=args.warmup + 60,
+        )
+    t0, c0 = cpu_ticks(proxy_pids), cpu_times()
+    out = subprocess.run(
+        ws_client_cmd(ws_peer, port, conns, args.duration, direction), capture_output=True,
+        text=True, timeout=args.duration + 60,
+    )
+    t1, c1 = cpu_ticks(proxy_pids), cpu_times()
+    lines = out.stdout.strip().splitlines()
+    res = json.loads(lines[-1]) if lines else {"bytes": 0, "seconds": 0, "mib_s": 0, "errors": conns}
+    if out.returncode != 0:
+        log(f"  ws_peer client failed: {out.stderr.strip()}")
+    res["scenario"] = name
+    res["proxy_user_s"] = (t1[0] - t0[0]) / CLK_TCK
+    res["proxy_sys_s"] = (t1[1] - t0[1]) / CLK_TCK
+    res["proxy_cpu_s"] = res["proxy_user_s"] + res["proxy_sys_s"]
+    mib = res["bytes"] / (1 << 20)
+    res["cpu_ms_per_mib"] = res["proxy_cpu_s"] * 1000 / mib if mib and proxy_pids else None
+    res["busy"] = busy_percent(c0, c1)
+    res["rss_kib"] = rss_kib(proxy_pids) if proxy_pids else None
+    return res
+
+
+def tunnel_phase(setup, args):
+    """Every proxy, one worker on CPU 0, the ws_peer server and client on CPU 1, through
+    every tunnel scenario, alternating per round."""
+    kinds = [k for k in TUNNEL_KINDS if k in args.proxies]
+    if "direct" in args.proxies:
+        kinds.append("direct")
+    scenarios = [sc for sc in TUNNEL_SCENARIOS if sc[0] in args.scenarios]
+    ensure_free(BACKEND_PORTS[0])
+    server = Proc(
+        "ws-peer-server", [str(setup.ws_peer), "server", f"{HOST}:{BACKEND_PORTS[0]}"],
+        setup.work, cpus="1",
+    )
+    results = []
+    try:
+        wait_ws(setup.ws_peer, BACKEND_PORTS[0], proc=server)
+        for rnd in range(args.rounds):
+            for kind in kinds:
+                log(f"round {rnd + 1}/{args.rounds}: {kind}-1t-tunnel")
+                proc = None
+                if kind == "direct":
+                    pids, port = [], BACKEND_PORTS[0]
+                else:
+                    proc = start_tunnel_proxy(setup, kind, setup.ws_peer)
+                    pids, port = proc.pids(), PROXY_PORT
+                try:
+                    for sc in scenarios:
+                        r = tunnel_measure(setup.ws_peer, pids, port, sc, args)
+                        r.update(proxy=kind, threads=1, round=rnd, pinned=True, tunnel=True)
+                        results.append(r)
+                        log(
+                            f"  {sc[0]:11} {r['mib_s']:8.1f} MiB/s  "
+                            f"cpu {r['cpu_ms_per_mib'] or 0:6.3f} ms/MiB  "
+                            f"err {r['errors']}  busy {r['busy']}"
+                        )
+                finally:
+                    if proc:
+                        proc.stop()
+    finally:
+        server.stop()
+    return {"results": results}
+
+
+def summarize_tunnel(results):
+    """(proxy, scenario) -> medians, and medians of per-round ratios to nginx."""
+    by_key = {}
+    for r in results:
+        by_key.setdefault((r["proxy"], r["scenario"]), []).append(r)
+    nginx = {(r["scenario"], r["round"]): r for r in results if r["proxy"] == "nginx"}
+    summary = {}
+    for (proxy, sc), rows in by_key.items():
+
+        def ratio(field):
+            out = []
+            for r in rows:
+                base = nginx.get((sc, r["round"]))
+                if base and base.get(field) and r.get(field) is not None:
+                    out.append(r[field] / base[field])
+            return med(out)
+
+        summary[(proxy, sc)] = {
+            "mib_s": med(r["mib_s"] for r in rows),
+            "cpu_ms": med(r["cpu_ms_per_mib"] for r in rows),
+            "errors": sum(r["errors"] for r in rows),
+            "rss_kib": med(r["rss_kib"] for r in rows),
+            "busy0": med(r["busy"].get(0, r["busy"].get("0")) for r in rows),
+            "busy1": med(r["busy"].get(1, r["busy"].get("1")) for r in rows),
+            "mib_vs_nginx": ratio("mib_s"),
+            "cpu_vs_nginx": ratio("cpu_ms_per_mib"),
+            "mib_rounds": [r["mib_s"] for r in sorted(rows, key=lambda r: r["round"])],
+        }
+    return summary
+
+
+def tunnel_report(data):
+    tunnel = data["tunnel"]
+    summary = summarize_tunnel(tunnel["results"])
+    kinds = [k for k in TUNNEL_KINDS + ["direct"] if any(key[0] == k for key in summary)]
+    m, a = data["machine"], data["args"]
+    lines = [
+        "<!-- tunnel:begin (generated by benches/compare.py --tunnel; edits here are overwritten) -->",
+        "",
+        f"Run: {data['date']}. Machine: {m['nproc']} CPUs ({m['model']}), Linux {m['kernel']}; "
+        + ", ".join(v for k, v in m["versions"].items() if k != "wrk")
+        + f". lbd at `{m.get('commit', 'unknown')}`.",
+        "",
+        f"Command: `{data['command']}` ({a['rounds']} rounds, {a['warmup']} s warm-up + "
+        f"{a['duration']} s measured per scenario, {TUNNEL_MESSAGE // 1024} KiB binary "
+        "messages). Raw results: `target/bench-compare/results-tunnel.json`; configurations: "
+        "`target/bench-compare/*-tunnel.{toml,conf,cfg}`.",
+        "",
+        "Scenarios: " + "; ".join(f"`{k}` {v}" for k, v in TUNNEL_SCENARIO_TEXT.items()) + ".",
+        "",
+        "| scenario | proxy | MiB/s | ×nginx | CPU ms/MiB | ×nginx | errors | RSS MiB "
+        "| CPU0 % | CPU1 % | MiB/s per round |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for sc, *_ in TUNNEL_SCENARIOS:
+        for kind in kinds:
+            s = summary.get((kind, sc))
+            if not s:
+                continue
+            name = f"**{kind}**" if kind == "lbd" else kind
+            lines.append(
+                f"| {sc} | {name} | {fmt(s['mib_s'], '{:.0f}')} "
+                f"| {fmt(s['mib_vs_nginx'], '{:.2f}')} | {fmt(s['cpu_ms'], '{:.3f}')} "
+                f"| {fmt(s['cpu_vs_nginx'], '{:.2f}')} | {s['errors']} "
+                f"| {fmt(s['rss_kib'] and s['rss_kib'] / 1024, '{:.1f}')} "
+                f"| {fmt(s['busy0'])} | {fmt(s['busy1'])} "
+                f"| {fmt_rounds(s['mib_rounds'], '{:.0f}')} |"
+            )
+    lines += [
+        "",
+        "CPU ms/MiB is the proxy's own utime + stime over the measured window ÷ MiB moved "
+        "(what the client counted arriving, or what the server confirmed receiving). "
+        "`direct` is the client talking to the server without a proxy: the peers' own "
+        "ceiling. CPU1 near 100 % means the peers (masking, unmasking, one thread per "
+        "connection) limited MiB/s; CPU ms/MiB still compares the proxies.",
+        "",
+        "<!-- tunnel:end -->",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_tunnel_docs(markdown):
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    begin = text.find("<!-- tunnel:begin")
+    end = text.find("<!-- tunnel:end -->")
+    if begin >= 0 and end >= 0:
+        text = text[:begin] + markdown + text[end + len("<!-- tunnel:end -->\n"):]
+    else:
+        text = text.rstrip("\n") + "\n\n## Tunnels (issue 12)\n\n" + markdown
+    doc.write_text(text)
+    log(f"wrote the tunnel section of {doc}")
+
+
+# ---------------------------------------------------------------------------------------
 
 
 def build():
-    log("building lbd and the hyper proxy (release)")
-    lbd = hyper = None
+    log("building lbd, the hyper proxy and the WebSocket peer (release)")
+    lbd = hyper = ws_peer = None
     for cmd in (
         ["cargo", "build", "--release", "--bin", "lbd", "--message-format=json"],
         ["cargo", "build", "--release", "--bench", "hyper_proxy", "--message-format=json"],
+        ["cargo", "build", "--release", "--bench", "ws_peer", "--message-format=json"],
     ):
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -1768,7 +2081,9 @@ def build():
                     lbd = Path(msg["executable"])
                 elif msg["target"]["name"] == "hyper_proxy":
                     hyper = Path(msg["executable"])
-    return lbd, hyper
+                elif msg["target"]["name"] == "ws_peer":
+                    ws_peer = Path(msg["executable"])
+    return lbd, hyper, ws_peer
 
 
 def main():
@@ -1787,7 +2102,9 @@ def main():
         + ",".join(s[0] for s in SCENARIOS)
         + "; with --tls a subset of "
         + ",".join([s[0] for s in TLS_SCENARIOS] + [TLS_IDLE])
-        + " (naming only TLS scenarios implies --tls)",
+        + " (naming only TLS scenarios implies --tls); with --tunnel a subset of "
+        + ",".join(s[0] for s in TUNNEL_SCENARIOS)
+        + " (naming only those implies --tunnel)",
     )
     p.add_argument(
         "--tls",
@@ -1797,6 +2114,14 @@ def main():
     )
     p.add_argument(
         "--tls-idle", type=int, default=2000, help="idle TLS connections for RSS (tls-idle)"
+    )
+    p.add_argument(
+        "--tunnel",
+        action="store_true",
+        help="run only the tunnel comparison (issue 12): WebSocket traffic through lbd, "
+        "nginx and HAProxy (and direct), one worker each, scenarios "
+        + ",".join(s[0] for s in TUNNEL_SCENARIOS)
+        + "; rewrites the `tunnel` section of docs/benchmarks.md; --phases does not apply",
     )
     p.add_argument(
         "--tls-resumption",
@@ -1827,6 +2152,14 @@ def main():
                     (name, round(ir / v["requests"]), pct)
                     for name, ir, pct in callgrind_top(Path(v["dump"]), 15)
                 ]
+        if data.get("tunnel") is not None:
+            for r in data["tunnel"]["results"]:
+                r["busy"] = {int(k): v for k, v in r["busy"].items()}
+            markdown = tunnel_report(data)
+            print(markdown)
+            if not args.no_docs:
+                write_tunnel_docs(markdown)
+            return
         if data.get("tls") is not None:
             for r in data["tls"]["results"]:
                 r["busy"] = {int(k): v for k, v in r["busy"].items()}
@@ -1844,15 +2177,24 @@ def main():
         return
     args.proxies = args.proxies.split(",")
     tls_names = [s[0] for s in TLS_SCENARIOS] + [TLS_IDLE]
+    tunnel_names = [s[0] for s in TUNNEL_SCENARIOS]
+    if args.tls and args.tunnel:
+        raise SystemExit("--tls and --tunnel are separate runs")
     if args.scenarios is None:
-        args.scenarios = tls_names if args.tls else [s[0] for s in SCENARIOS]
+        args.scenarios = (
+            tls_names if args.tls else tunnel_names if args.tunnel else [s[0] for s in SCENARIOS]
+        )
     else:
         args.scenarios = args.scenarios.split(",")
         named_tls = [s for s in args.scenarios if s in tls_names]
         if named_tls and len(named_tls) < len(args.scenarios):
             raise SystemExit("TLS scenarios run on their own (--tls), not with plain ones")
+        named_tunnel = [s for s in args.scenarios if s in tunnel_names]
+        if named_tunnel and len(named_tunnel) < len(args.scenarios):
+            raise SystemExit("tunnel scenarios run on their own (--tunnel), not with others")
         args.tls = args.tls or bool(named_tls)
-    known = tls_names if args.tls else [s[0] for s in SCENARIOS]
+        args.tunnel = args.tunnel or bool(named_tunnel)
+    known = tls_names if args.tls else tunnel_names if args.tunnel else [s[0] for s in SCENARIOS]
     unknown = [s for s in args.scenarios if s not in known]
     if unknown:
         raise SystemExit(f"unknown scenario(s) {','.join(unknown)}; known: {','.join(known)}")
@@ -1862,22 +2204,25 @@ def main():
     # A SIGTERM ends the run through the `finally` blocks that stop every process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     nofile = raise_nofile()
-    if not args.tls and nofile < args.idle + 100:
+    if not args.tls and not args.tunnel and nofile < args.idle + 100:
         raise SystemExit(f"ulimit -n is {nofile}: too low for --idle {args.idle}")
     if args.tls and nofile < args.tls_idle + 100:
         raise SystemExit(f"ulimit -n is {nofile}: too low for --tls-idle {args.tls_idle}")
     if os.cpu_count() < 2:
         raise SystemExit("needs at least 2 CPUs (proxy on CPU 0, wrk on CPU 1)")
-    tools = ["nginx", "haproxy", "wrk", "taskset"]
-    tools += ["openssl", "cc"] if args.tls else ["strace", "valgrind"]
+    tools = ["nginx", "haproxy", "taskset"]
+    if args.tls:
+        tools += ["wrk", "openssl", "cc"]
+    elif not args.tunnel:
+        tools += ["wrk", "strace", "valgrind"]
     for tool in tools:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found: run benches/compare.sh, which installs it")
 
-    lbd_bin, hyper_bin = build()
+    lbd_bin, hyper_bin, ws_peer = build()
     work = ROOT / "target" / "bench-compare"
     work.mkdir(parents=True, exist_ok=True)
-    setup = Setup(work, lbd_bin, hyper_bin, args.lbd_extra)
+    setup = Setup(work, lbd_bin, hyper_bin, args.lbd_extra, ws_peer=ws_peer)
     started = time.time()
     data = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -1886,6 +2231,16 @@ def main():
         "args": vars(args),
         "results": [],
     }
+    if args.tunnel:
+        data["tunnel"] = tunnel_phase(setup, args)
+        data["elapsed_s"] = round(time.time() - started)
+        (work / "results-tunnel.json").write_text(json.dumps(data, indent=1))
+        markdown = tunnel_report(data)
+        print(markdown)
+        if not args.no_docs:
+            write_tunnel_docs(markdown)
+        log(f"done in {data['elapsed_s']} s")
+        return
     if args.tls:
         data["tls_versions"] = tls_versions()
         data["tls"] = tls_phase(setup, args)

@@ -3,16 +3,23 @@
 #
 #   bash benches/compare.sh            # full run (~15 min), rewrites docs/benchmarks.md
 #   bash benches/compare.sh --tls      # the TLS comparison (issue 11) only, ~3 min
+#   bash benches/compare.sh --tunnel   # WebSocket tunnels (issue 12) only, ~6 min
 #   bash benches/compare.sh --help     # options: rounds, durations, subsets, --no-docs
 #
 # Needs 2+ CPUs, python3, nginx, haproxy, wrk, strace, valgrind and taskset (--tls: also
-# openssl and a C compiler). As root on Debian/Ubuntu the missing ones are installed with
+# openssl and a C compiler; --tunnel: only nginx, haproxy and taskset). As root on Debian/Ubuntu the missing ones are installed with
 # apt-get; otherwise it says what to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The tunnel comparison (--tunnel, or its scenario names) drives its own WebSocket
+# client (benches/ws_peer.rs): no wrk, strace or valgrind.
+tools=(nginx haproxy wrk strace valgrind)
+case " $* " in
+    *" --tunnel "* | *ws-up-c* | *ws-down-c*) tools=(nginx haproxy) ;;
+esac
 need=()
-for tool in nginx haproxy wrk strace valgrind; do
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)

@@ -14,3 +14,4 @@ mod proxy;
 mod proxy_protocol;
 #[cfg(feature = "tls")]
 mod tls;
+mod tunnel;

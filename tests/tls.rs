@@ -344,6 +344,52 @@ fn keep_alive_and_pipelining_over_tls() {
     );
 }
 
+/// A WebSocket through lbd's TLS listener (spec §10: tunnels over TLS clients as over
+/// plain ones): frames both ways, a 1 MiB message, the close handshake; when the
+/// backend's FIN ends the downward direction, lbd ends TLS with close_notify first.
+#[test]
+fn websocket_tunnel_over_tls() {
+    use crate::tunnel::{payload, text, ws_config, ws_handshake, WsBackend};
+    use tungstenite::Message;
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["localhost"]);
+    let backend = WsBackend::echo();
+    let run = Running::start(&toml(backend.addr, &[&leaf], ""));
+    let client = pki.client(&[&rustls::version::TLS13]);
+    let tls = TlsClient::connect(run.tls(), "localhost", &client).unwrap();
+    let (mut ws, resp) = ws_handshake(tls.reader.into_inner(), Some(ws_config()));
+    assert_eq!(resp.status(), 101);
+    for i in 0..10 {
+        ws.send(Message::text(format!("over tls {i}"))).unwrap();
+        assert_eq!(text(ws.read().unwrap()), format!("over tls {i}"));
+    }
+    let big = payload(1 << 20, 9);
+    ws.send(Message::binary(big.clone())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(big));
+    ws.close(None).unwrap();
+    let end = loop {
+        match ws.read() {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(end, tungstenite::Error::ConnectionClosed),
+        "{end:?}"
+    );
+    // The backend closed: a clean TLS end (close_notify, then EOF), not a bare FIN.
+    let mut rest = Vec::new();
+    assert_eq!(ws.get_mut().read_to_end(&mut rest).unwrap(), 0);
+    assert_eq!(run.server.shared().tunnels.load(Ordering::Relaxed), 1);
+    drop(ws);
+    assert!(wait_until(Duration::from_secs(10), || run
+        .server
+        .shared()
+        .tunnels
+        .load(Ordering::Relaxed)
+        == 0));
+}
+
 /// A 10 MiB upload and a 100 MiB download (slow reader first) arrive intact, and lbd's
 /// memory stays bounded: rustls's buffers are limited, backpressure works through TLS.
 #[test]

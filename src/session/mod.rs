@@ -763,6 +763,12 @@ impl Session {
         };
         if self.is_idle() {
             self.conn.release_buffers(env);
+        } else if matches!(self.phase, Phase::Tunnel(_)) {
+            // A quiet tunnel holds no buffer storage: what it carried must not decide
+            // what thousands of idle WebSockets cost. Empty queues go back to the pools
+            // and are taken again when bytes move.
+            self.conn.client_in.release(&mut env.bufs);
+            self.conn.client_out.release(&mut env.big_bufs);
         }
     }
 }

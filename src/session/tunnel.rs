@@ -6,7 +6,9 @@
 //!
 //! No copies: client bytes are read into `client_in` and written from there to the
 //! upstream; upstream bytes are read into `client_out` and the session writes them to the
-//! client. A full buffer stops the read that would fill it (backpressure both ways).
+//! client. A full buffer stops the read that would fill it (backpressure both ways). Both
+//! buffers go back to the worker's pools whenever they are empty after a drive, so an
+//! idle tunnel holds no buffer memory.
 
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
@@ -65,28 +67,30 @@ impl Tunnel {
     /// A tunnel over the connection an exchange switched. Bytes the upstream sent right
     /// after its `101` are moved to the client's queue.
     pub fn open(start: TunnelStart, conn: &mut Conn, env: &mut Env) -> Tunnel {
-        let early = conn.upstream_in.data();
-        if !early.is_empty() {
-            conn.client_out.extend(early);
-            let n = early.len();
-            conn.upstream_in.advance(n);
+        // Tunnel bytes that came in the same reads as the 101 are the first ones down.
+        let early = conn.upstream_in.len();
+        if early > 0 {
+            conn.client_out.extend(conn.upstream_in.data());
+            conn.upstream_in.advance(early);
         }
         conn.upstream_in.clear();
         conn.upstream_in.release(&mut env.big_bufs);
         conn.upstream_out.clear();
         conn.upstream_out.release(&mut env.bufs);
         env.shared.tunnels.fetch_add(1, Ordering::Relaxed);
-        env.generations
-            .backend(&start.lease)
-            .tunnels_total
-            .fetch_add(1, Ordering::Relaxed);
+        let backend = env.generations.backend(&start.lease);
+        backend.tunnels_total.fetch_add(1, Ordering::Relaxed);
+        // The 101 is the response: counted now, its duration the time to it (a
+        // tunnel's life, minutes or hours, would swamp the latency histogram).
+        let to_switch = start.opened.saturating_duration_since(start.started);
+        backend.responses.record(101, to_switch);
         Tunnel {
             up: start.up,
             lease: Some(start.lease),
             upward: Direction::Open,
             downward: Direction::Open,
             bytes_up: 0,
-            bytes_down: 0,
+            bytes_down: early as u64,
             access: start.access,
             retries: start.retries,
             started: start.started,
@@ -126,6 +130,8 @@ impl Tunnel {
         // Upstream to client: straight into `client_out`.
         if self.downward == Direction::Open {
             let out = &mut conn.client_out;
+            // A quiet tunnel gave its buffer back (`Session::settle`).
+            out.ensure(&mut env.big_bufs);
             if out.tail_room() == 0 {
                 out.compact();
             }
@@ -170,7 +176,7 @@ impl Tunnel {
     }
 
     /// Ends the tunnel: the upstream connection closes, the backend's slot is given back,
-    /// and the tunnel is counted and access-logged (status 101, bytes both ways).
+    /// and the tunnel is access-logged (status 101, bytes both ways, its whole duration).
     pub fn finish(&mut self, reason: &'static str, conn: &Conn, env: &mut Env) {
         let Some(lease) = self.lease.take() else {
             return;
@@ -179,7 +185,6 @@ impl Tunnel {
         env.shared.tunnels.fetch_sub(1, Ordering::Relaxed);
         let duration = env.now.saturating_duration_since(self.started);
         let backend = env.generations.backend(&lease);
-        backend.responses.record(101, duration);
         if let (Some(log), Some(request)) = (env.access_log(), &self.access) {
             let (tls, sni) = conn.tls_info();
             let entry = access::Entry {
