@@ -1131,7 +1131,7 @@ fn tunnel_metrics() {
     let backend = WsBackend::echo();
     let run = start_file(&toml(&[(0, backend.addr)], ""));
     let admin = run.server.admin_addr().unwrap();
-    let total = "lbd_tunnels_total{backend=\"b0\"}";
+    let total = "lbd_tunnels_total{backend=\"b0\",pool=\"default\"}";
     assert_eq!(metric(admin, "lbd_tunnels"), Some(0.0));
     assert_eq!(metric(admin, total), Some(0.0));
     let open: Vec<_> = (0..3)
@@ -1144,7 +1144,7 @@ fn tunnel_metrics() {
     assert_eq!(metric(admin, total), Some(3.0));
     // The 101s count as answered requests as they happen, with the time to the 101 as
     // their duration: tunnels that live past the histogram's 1 s bucket stay in it.
-    let code_101 = "lbd_requests_total{backend=\"b0\",code=\"101\"}";
+    let code_101 = "lbd_requests_total{backend=\"b0\",pool=\"default\",code=\"101\"}";
     assert_eq!(metric(admin, code_101), Some(3.0));
     let open_for = Instant::now();
     while open_for.elapsed() < Duration::from_millis(1100) {
@@ -1161,7 +1161,7 @@ fn tunnel_metrics() {
     );
     assert_eq!(metric(admin, total), Some(3.0));
     assert_eq!(metric(admin, code_101), Some(3.0));
-    let within_1s = "lbd_request_duration_seconds_bucket{backend=\"b0\",le=\"1\"}";
+    let within_1s = "lbd_request_duration_seconds_bucket{backend=\"b0\",pool=\"default\",le=\"1\"}";
     assert_eq!(metric(admin, within_1s), Some(3.0));
 }
 
