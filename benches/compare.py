@@ -2066,7 +2066,9 @@ def build():
     log("building lbd, the hyper proxy and the WebSocket peer (release)")
     lbd = hyper = ws_peer = None
     for cmd in (
-        ["cargo", "build", "--release", "--bin", "lbd", "--message-format=json"],
+        # The release build with symbols kept (Cargo.toml's `profiling` profile), so
+        # callgrind names lbd's functions; the code is the shipped release code.
+        ["cargo", "build", "--profile", "profiling", "--bin", "lbd", "--message-format=json"],
         ["cargo", "build", "--release", "--bench", "hyper_proxy", "--message-format=json"],
         ["cargo", "build", "--release", "--bench", "ws_peer", "--message-format=json"],
     ):
