@@ -306,9 +306,9 @@ impl RouteTable {
 
     /// The route (index into the specs the table was built from) a request with this
     /// `Host` value (`host`, port and case as the client sent them; empty when there is
-    /// none) and request target `path` (origin form, query included) takes, or `None`
-    /// when no route matches. Allocation-free; its loops are bounded by the host's length
-    /// and the nesting of prefixes.
+    /// none) and request target `path` (origin form, query included; empty means `/`)
+    /// takes, or `None` when no route matches. Allocation-free; its loops are bounded by
+    /// the host's length and the nesting of prefixes.
     pub fn lookup(&self, host: &[u8], path: &[u8]) -> Option<usize> {
         if self.routes == 0 {
             return None;
@@ -362,8 +362,12 @@ impl RouteTable {
     }
 }
 
-/// The path of a request target: up to the first `?` or `#`.
+/// The path of a request target: up to the first `?` or `#`; `/` for an empty target
+/// (an absolute-form target without a path, `http://host`, which means `/`).
 fn path_only(target: &[u8]) -> &[u8] {
+    if target.is_empty() {
+        return b"/";
+    }
     match target.iter().position(|&b| b == b'?' || b == b'#') {
         Some(end) => &target[..end],
         None => target,
@@ -544,9 +548,11 @@ mod tests {
             ("[::1]", "/x", Some(7)),
             ("[::2]:8080", "/", Some(6)),
             ("::1", "/", Some(6)),
+            // empty: the path of "http://host", which is "/"
+            ("api.example.com", "", Some(0)),
+            ("example.com", "", Some(6)),
             // not origin form: nothing starts with '/'
             ("api.example.com", "*", None),
-            ("api.example.com", "", None),
         ];
         for &(host, path, want) in cases {
             let got = t.lookup(host.as_bytes(), path.as_bytes());

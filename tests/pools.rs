@@ -308,6 +308,11 @@ fn route_precedence_table() {
             raw("GET http://x.deep.example.com/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n"),
             Some("deep"),
         ),
+        // ... and without a path, the path is "/" (a regression: it matched none)
+        (
+            raw("GET http://api.example.com HTTP/1.1\r\nHost: api.example.com\r\n\r\n"),
+            Some("api"),
+        ),
         // no route and no default pool
         (origin("example.com", "/"), None),
         (origin("other.org", "/asset"), None),
