@@ -313,6 +313,16 @@ fn route_precedence_table() {
             raw("GET http://api.example.com HTTP/1.1\r\nHost: api.example.com\r\n\r\n"),
             Some("api"),
         ),
+        // OPTIONS * takes its host's routes of "/" (a regression: it matched none)
+        (
+            raw("OPTIONS * HTTP/1.1\r\nHost: api.example.com\r\n\r\n"),
+            Some("api"),
+        ),
+        (
+            raw("OPTIONS * HTTP/1.1\r\nHost: shop.example.com\r\n\r\n"),
+            Some("wild"),
+        ),
+        (raw("OPTIONS * HTTP/1.1\r\nHost: example.com\r\n\r\n"), None),
         // no route and no default pool
         (origin("example.com", "/"), None),
         (origin("other.org", "/asset"), None),
