@@ -42,13 +42,17 @@ fn setup(algorithm: Kind, slow_start: Option<Duration>) -> Arc<Setup> {
         .iter()
         .enumerate()
         .map(|(i, &weight)| {
-            Arc::new(Backend::new(&BackendConfig {
-                address: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
-                host_port: String::new(),
-                weight,
-                name: format!("b{i}"),
-                send_proxy: None,
-            }))
+            Arc::new(Backend::new(
+                &BackendConfig {
+                    address: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                    host_port: String::new(),
+                    weight,
+                    name: format!("b{i}"),
+                    send_proxy: None,
+                    service: None,
+                },
+                "default",
+            ))
         })
         .collect();
     if slow_start.is_some() {

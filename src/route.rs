@@ -18,7 +18,8 @@
 //! `*.example.com` matches `a.example.com` and `a.b.example.com` but not `example.com`
 //! (nginx's meaning). A path prefix is matched byte for byte (case-sensitive, not
 //! percent-decoded) on the path before any `?` or `#`; `/v1` also matches `/v1beta`
-//! (write `/v1/` to match a segment).
+//! (write `/v1/` to match a segment). An `OPTIONS *` request (asterisk form, about the
+//! server as a whole) is matched as the path `/`: it takes its host's catch-all route.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -306,9 +307,9 @@ impl RouteTable {
 
     /// The route (index into the specs the table was built from) a request with this
     /// `Host` value (`host`, port and case as the client sent them; empty when there is
-    /// none) and request target `path` (origin form, query included) takes, or `None`
-    /// when no route matches. Allocation-free; its loops are bounded by the host's length
-    /// and the nesting of prefixes.
+    /// none) and request target `path` (origin form, query included; empty and `*` mean
+    /// `/`) takes, or `None` when no route matches. Allocation-free; its loops are bounded by
+    /// the host's length and the nesting of prefixes.
     pub fn lookup(&self, host: &[u8], path: &[u8]) -> Option<usize> {
         if self.routes == 0 {
             return None;
@@ -362,8 +363,13 @@ impl RouteTable {
     }
 }
 
-/// The path of a request target: up to the first `?` or `#`.
+/// The path of a request target: up to the first `?` or `#`; `/` for an empty target
+/// (an absolute-form target without a path, `http://host`, which means `/`) and for the
+/// asterisk form (`OPTIONS *`, which asks about the server: its host's routes of `/`).
 fn path_only(target: &[u8]) -> &[u8] {
+    if target.is_empty() || target == b"*" {
+        return b"/";
+    }
     match target.iter().position(|&b| b == b'?' || b == b'#') {
         Some(end) => &target[..end],
         None => target,
@@ -544,9 +550,16 @@ mod tests {
             ("[::1]", "/x", Some(7)),
             ("[::2]:8080", "/", Some(6)),
             ("::1", "/", Some(6)),
-            // not origin form: nothing starts with '/'
-            ("api.example.com", "*", None),
-            ("api.example.com", "", None),
+            // empty: the path of "http://host", which is "/"
+            ("api.example.com", "", Some(0)),
+            ("example.com", "", Some(6)),
+            // OPTIONS *: the host's routes of "/"
+            ("api.example.com", "*", Some(0)),
+            ("example.com:80", "*", Some(6)),
+            ("", "*", Some(6)),
+            // nothing else that does not start with '/' matches
+            ("api.example.com", "*?", None),
+            ("api.example.com", "x/", None),
         ];
         for &(host, path, want) in cases {
             let got = t.lookup(host.as_bytes(), path.as_bytes());
@@ -571,6 +584,9 @@ mod tests {
         assert_eq!(t.lookup(b"example.com", b"/v1/"), None);
         assert_eq!(t.lookup(b"other.org", b"/static"), None);
         assert_eq!(t.lookup(b"other.org", b"/static/a"), Some(2));
+        assert_eq!(t.lookup(b"a.example.com", b"*"), Some(1));
+        assert_eq!(t.lookup(b"api.example.com", b"*"), Some(1), "falls through");
+        assert_eq!(t.lookup(b"other.org", b"*"), None);
         let empty = RouteTable::new(&[]);
         assert!(empty.is_empty());
         assert_eq!(empty.lookup(b"a", b"/"), None);

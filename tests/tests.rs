@@ -10,6 +10,7 @@ mod canned;
 mod failover;
 mod hardening;
 mod ops;
+mod pools;
 mod proxy;
 mod proxy_protocol;
 #[cfg(feature = "tls")]

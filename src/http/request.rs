@@ -120,7 +120,9 @@ pub struct RequestHead {
     /// Where the request's host is in the head (the absolute-form authority, else the
     /// `Host` value; empty without one), for routing (spec §12).
     pub host: Span,
-    /// Where the request target's path (with its query) is in the head.
+    /// Where the request target's path (with its query) is in the head, for routing:
+    /// `*` for `OPTIONS *`, and empty for an absolute-form target without a path (which
+    /// is forwarded as `/`).
     pub path: Span,
 }
 
@@ -133,8 +135,13 @@ pub struct Span {
 }
 
 impl Span {
-    /// The span of `part`, a subslice of `whole`.
+    /// The span of `part`, a subslice of `whole` (an empty `part` may lie anywhere: the
+    /// span is empty).
     fn within(whole: &[u8], part: &[u8]) -> Span {
+        debug_assert!(
+            part.is_empty() || whole.as_ptr_range().contains(&part.as_ptr()),
+            "a span outside the head"
+        );
         let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
         let start = start.min(whole.len());
         let end = (start + part.len()).min(whole.len());
@@ -235,7 +242,13 @@ pub fn parse(
     // headers lbd generates.
     out.extend(method_token.as_bytes());
     out.extend(b" ");
-    out.extend(target.path.as_bytes());
+    out.extend(
+        match target.path {
+            "" => "/",
+            path => path,
+        }
+        .as_bytes(),
+    );
     out.extend(b" HTTP/1.1\r\n");
     let listing = connection_lists_fields(headers);
     for h in headers {
@@ -352,8 +365,11 @@ fn upgrade_protocols<'h>(headers: &'h [httparse::Header<'_>]) -> impl Iterator<I
 }
 
 /// The request target after validation: the path to forward, and the authority of an
-/// absolute-form target (which replaces `Host`, RFC 9112 §3.2.2).
+/// absolute-form target (which replaces `Host`, RFC 9112 §3.2.2). Both are slices of the
+/// head, so that spans can point at them.
 struct RequestTarget<'a> {
+    /// `*`, an origin-form target, or empty for an absolute-form one without a path
+    /// (forwarded as `/`).
     path: &'a str,
     authority: Option<&'a str>,
 }
@@ -366,7 +382,7 @@ impl<'a> RequestTarget<'a> {
         if target == "*" {
             return if method == Method::Options {
                 Ok(RequestTarget {
-                    path: "*",
+                    path: target,
                     authority: None,
                 })
             } else {
@@ -388,7 +404,7 @@ impl<'a> RequestTarget<'a> {
             return Err(RequestError::Malformed("invalid authority"));
         }
         let path = if path.is_empty() {
-            "/"
+            path // forwarded as "/"
         } else if path.starts_with('?') {
             // "http://a?x" has an empty path; lbd cannot prepend "/" without copying, and
             // such targets are vanishingly rare: refuse them rather than guess.
@@ -631,6 +647,17 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("other"));
+        // Without a path: "/" upstream; for routing, the empty path at the authority's
+        // end (a regression: the span pointed at the method).
+        let input = "GET http://Origin:81 HTTP/1.1\r\nHost: other\r\n\r\n";
+        let (head, out) = run(input).unwrap();
+        assert!(out.starts_with("GET / HTTP/1.1\r\n"), "{out}");
+        assert_eq!(head.path.of(input.as_bytes()), b"");
+        assert_eq!(head.host.of(input.as_bytes()), b"Origin:81");
+        let input = "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (head, out) = run(input).unwrap();
+        assert!(out.starts_with("OPTIONS * HTTP/1.1\r\n"), "{out}");
+        assert_eq!(head.path.of(input.as_bytes()), b"*");
     }
 
     #[test]

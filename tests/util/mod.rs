@@ -5,6 +5,12 @@
 
 pub mod peers;
 
+/// The DNS server of the resolver's unit tests (std and simple-dns only), shared rather
+/// than copied.
+#[cfg(feature = "dns")]
+#[path = "../../src/dns/testserver.rs"]
+pub mod dns_server;
+
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -118,6 +124,15 @@ impl TestBackend {
         handler: impl Fn(&Req) -> Reply + Send + Sync + 'static,
     ) -> TestBackend {
         let listener = TcpListener::bind(addr).unwrap();
+        Self::serve(listener, Arc::new(handler))
+    }
+
+    /// Starts on a listener the test bound itself (to hold one port on several
+    /// addresses before serving any of them).
+    pub fn start_listener(
+        listener: TcpListener,
+        handler: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) -> TestBackend {
         Self::serve(listener, Arc::new(handler))
     }
 
