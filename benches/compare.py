@@ -2079,7 +2079,9 @@ def build():
         for line in proc.stdout.splitlines():
             msg = json.loads(line)
             if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
-                if msg["target"]["name"] == "lbd":
+                # Building a bench also builds the release `lbd` binary (for
+                # CARGO_BIN_EXE_lbd); only the profiling build's counts.
+                if msg["target"]["name"] == "lbd" and "profiling" in cmd:
                     lbd = Path(msg["executable"])
                 elif msg["target"]["name"] == "hyper_proxy":
                     hyper = Path(msg["executable"])

@@ -116,16 +116,36 @@ impl Buffer {
     }
 
     /// Appends bytes, growing the storage if a head is larger than one buffer (rare).
+    #[inline]
     pub fn extend(&mut self, bytes: &[u8]) {
-        if self.tail_room() < bytes.len() {
-            self.compact();
-            if self.tail_room() < bytes.len() {
-                let need = self.end + bytes.len();
-                self.storage.resize(need.next_power_of_two(), 0);
-            }
+        self.extend_all(&[bytes]);
+    }
+
+    /// Appends several pieces (a header line's name, separator, value and line end) with
+    /// one check for room.
+    #[inline]
+    pub fn extend_all(&mut self, pieces: &[&[u8]]) {
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        if self.tail_room() < len {
+            self.make_room(len);
         }
-        self.storage[self.end..self.end + bytes.len()].copy_from_slice(bytes);
-        self.end += bytes.len();
+        let mut at = self.end;
+        for piece in pieces {
+            self.storage[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        self.end = at;
+    }
+
+    /// Compacts, then grows the storage if `len` more bytes still do not fit (a head
+    /// larger than one buffer: rare).
+    #[cold]
+    fn make_room(&mut self, len: usize) {
+        self.compact();
+        if self.tail_room() < len {
+            let need = self.end + len;
+            self.storage.resize(need.next_power_of_two(), 0);
+        }
     }
 }
 

@@ -2,8 +2,11 @@
 //! configuration's validation use. A leaf: no other module of lbd is imported here.
 
 /// `tchar` of RFC 9110 §5.6.2: a byte of a token (method, header name, chunk extension).
-pub fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+pub const fn is_token_byte(b: u8) -> bool {
+    matches!(b,
+        b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
+        | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+        | b'`' | b'|' | b'~')
 }
 
 #[cfg(test)]

@@ -71,26 +71,39 @@ pub fn trim(value: &[u8]) -> &[u8] {
     &value[start..end]
 }
 
-/// True when the `Connection` header values of a head name `token`.
-pub fn connection_has(headers: &[httparse::Header<'_>], token: &str) -> bool {
-    headers
-        .iter()
-        .filter(|h| name_is(h.name, "connection"))
-        .flat_map(|h| list_items(h.value))
-        .any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
+/// What the `Connection` header values of a head say, found in one pass over the head.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionTokens {
+    /// `close` is listed.
+    pub close: bool,
+    /// `keep-alive` is listed.
+    pub keep_alive: bool,
+    /// `upgrade` is listed.
+    pub upgrade: bool,
+    /// Some field name is listed (anything but `close` and `keep-alive`): only then is
+    /// the per-header [`listed_in_connection`] scan needed (the common head skips it,
+    /// which keeps forwarding linear in the headers).
+    pub lists_fields: bool,
 }
 
-/// True when some `Connection` header lists a field name (anything but `close` and
-/// `keep-alive`). Checked once per head, so the common head skips the per-header
-/// [`listed_in_connection`] scan (which would make forwarding quadratic in the headers).
-pub fn connection_lists_fields(headers: &[httparse::Header<'_>]) -> bool {
-    headers
-        .iter()
-        .filter(|h| name_is(h.name, "connection"))
-        .flat_map(|h| list_items(h.value))
-        .any(|item| {
-            !item.eq_ignore_ascii_case(b"close") && !item.eq_ignore_ascii_case(b"keep-alive")
-        })
+impl ConnectionTokens {
+    /// The tokens of every `Connection` header of a head.
+    pub fn of(headers: &[httparse::Header<'_>]) -> ConnectionTokens {
+        let mut tokens = ConnectionTokens::default();
+        for h in headers.iter().filter(|h| name_is(h.name, "connection")) {
+            for item in list_items(h.value) {
+                if item.eq_ignore_ascii_case(b"close") {
+                    tokens.close = true;
+                } else if item.eq_ignore_ascii_case(b"keep-alive") {
+                    tokens.keep_alive = true;
+                } else {
+                    tokens.upgrade |= item.eq_ignore_ascii_case(b"upgrade");
+                    tokens.lists_fields = true;
+                }
+            }
+        }
+        tokens
+    }
 }
 
 /// True when a header is listed in a `Connection` header, making it hop-by-hop.
@@ -130,14 +143,45 @@ pub enum Framing {
 
 /// Writes a header line `name: value\r\n`.
 fn write_header(out: &mut crate::buffer::Buffer, name: &[u8], value: &[u8]) {
-    out.extend(name);
-    out.extend(b": ");
-    out.extend(value);
-    out.extend(b"\r\n");
+    out.extend_all(&[name, b": ", value, b"\r\n"]);
+}
+
+/// Writes an IP address as `Display` does; IPv4, the common case, without the formatter.
+fn write_ip(out: &mut crate::buffer::Buffer, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            write_u64(out, u64::from(a));
+            for octet in [b, c, d] {
+                out.extend(b".");
+                write_u64(out, u64::from(octet));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// Writes a decimal number without allocating.
 fn write_u64(out: &mut crate::buffer::Buffer, mut n: u64) {
+    if n < 1000 {
+        // Status codes, IPv4 octets, short lengths: no loop.
+        let n = n as u16;
+        let digits = [
+            b'0' + (n / 100) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+        ];
+        let skip = match n {
+            100.. => 0,
+            10.. => 1,
+            _ => 2,
+        };
+        out.extend(&digits[skip..]);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -6,8 +6,8 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
 use super::{
-    connection_has, connection_lists_fields, is_framing, is_hop_by_hop, list_items,
-    listed_in_connection, name_is, parse_content_length, trim, write_header, write_u64, Framing,
+    is_framing, is_hop_by_hop, list_items, listed_in_connection, name_is, parse_content_length,
+    trim, write_header, write_ip, write_u64, ConnectionTokens, Framing,
 };
 use crate::bounds::MAX_HEADERS;
 use crate::buffer::Buffer;
@@ -229,14 +229,13 @@ pub fn parse(
         (1, 0) => return Err(RequestError::Malformed("missing Host")),
         _ => return Err(RequestError::Malformed("more than one Host")),
     }
-    let close = connection_has(headers, "close");
-    let keep_alive = !close && (minor == 1 || connection_has(headers, "keep-alive"));
+    let connection = ConnectionTokens::of(headers);
+    let close = connection.close;
+    let keep_alive = !close && (minor == 1 || connection.keep_alive);
     let expect_continue = minor == 1 && facts.expect_continue;
     // Spec §10: `Connection: upgrade` and `Upgrade` are kept (the one exception to
     // hop-by-hop removal), `h2c` taken out of the list (lbd speaks no HTTP/2).
-    let upgrade = minor == 1
-        && connection_has(headers, "upgrade")
-        && upgrade_protocols(headers).next().is_some();
+    let upgrade = minor == 1 && connection.upgrade && upgrade_protocols(headers).next().is_some();
 
     // The upstream head: lbd's own request line, kept end-to-end headers, then the
     // headers lbd generates.
@@ -250,7 +249,7 @@ pub fn parse(
         .as_bytes(),
     );
     out.extend(b" HTTP/1.1\r\n");
-    let listing = connection_lists_fields(headers);
+    let listing = connection.lists_fields;
     for h in headers {
         let drop = is_hop_by_hop(h.name)
             || is_framing(h.name)
@@ -289,7 +288,8 @@ pub fn parse(
         }
     }
     let proto = if ctx.tls { "https" } else { "http" };
-    let _ = write!(out, "{}\r\nX-Forwarded-Proto: {proto}\r\n", ctx.client);
+    write_ip(out, ctx.client);
+    out.extend_all(&[b"\r\nX-Forwarded-Proto: ", proto.as_bytes(), b"\r\n"]);
     match framing {
         Framing::Length(n) => {
             out.extend(b"Content-Length: ");
@@ -450,9 +450,11 @@ pub(crate) fn is_valid_host(host: &[u8]) -> bool {
         let colon = host.iter().position(|&b| b == b':').unwrap_or(host.len());
         let name = &host[..colon];
         let ok = !name.is_empty()
-            && name
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+            && name.iter().all(|&b| {
+                matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.' | b'_' | b'~'
+                    | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+                    | b'%')
+            });
         if !ok {
             return false;
         }

@@ -2,8 +2,8 @@
 //! how lbd frames the body toward the client, and write lbd's own head for the client.
 
 use super::{
-    connection_has, connection_lists_fields, is_framing, is_hop_by_hop, listed_in_connection,
-    name_is, parse_content_length, trim, write_header, write_u64, Framing,
+    is_framing, is_hop_by_hop, listed_in_connection, name_is, parse_content_length, trim,
+    write_header, write_u64, ConnectionTokens, Framing,
 };
 use crate::buffer::Buffer;
 
@@ -74,12 +74,31 @@ pub fn parse(
     ctx: &ResponseContext,
     out: &mut Buffer,
 ) -> Result<ResponseHead, ResponseError> {
-    // httparse has no uninitialised-headers variant for responses; a modest array keeps
-    // the per-response initialisation cheap.
-    let mut storage = [httparse::EMPTY_HEADER; RESPONSE_HEADERS];
-    let mut res = httparse::Response::new(&mut storage);
-    let head_len = match res.parse(input) {
+    parse_whole(input, ctx, out)?.ok_or(ResponseError::Malformed)
+}
+
+/// As [`parse`], for bytes that begin with `HTTP/1.` and were not scanned: `Ok(None)` if
+/// they do not yet hold the whole head (scan them then). For such bytes httparse refuses
+/// everything [`super::scan::ResponseScan`] refuses and finds the same end (the scan's
+/// property tests and the `response_head` fuzz target check it), so a head that arrived
+/// whole, nearly every head, is parsed once instead of scanned and then parsed.
+pub fn parse_whole(
+    input: &[u8],
+    ctx: &ResponseContext,
+    out: &mut Buffer,
+) -> Result<Option<ResponseHead>, ResponseError> {
+    // Uninitialised header storage: nothing is written per response but the fields found.
+    let mut storage =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; RESPONSE_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        input,
+        &mut storage,
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::Version) => {
             return match later_minor_at(input) {
                 // RFC 9110 §2.5: HTTP/1.x with x > 1 is handled as HTTP/1.1; httparse
@@ -87,7 +106,7 @@ pub fn parse(
                 Some(at) => {
                     let mut copy = input.to_vec();
                     copy[at] = b'1';
-                    parse(&copy, ctx, out)
+                    parse_whole(&copy, ctx, out)
                 }
                 None => Err(ResponseError::Malformed),
             };
@@ -103,7 +122,7 @@ pub fn parse(
         return Err(ResponseError::BadStatus);
     }
     if status == 101 {
-        return Ok(switching(head_len, reason, headers, out));
+        return Ok(Some(switching(head_len, reason, headers, out)));
     }
     let interim = status < 200;
 
@@ -132,9 +151,10 @@ pub fn parse(
         (1, None) if chunked && minor == 1 => Framing::Chunked,
         _ => return Err(ResponseError::UnknownEncoding),
     };
+    let connection = ConnectionTokens::of(headers);
     let upstream_keep_alive = upstream_framing != Framing::Close
-        && !connection_has(headers, "close")
-        && (minor == 1 || connection_has(headers, "keep-alive"));
+        && !connection.close
+        && (minor == 1 || connection.keep_alive);
 
     let client_framing = match upstream_framing {
         Framing::Chunked | Framing::Close if ctx.client_minor == 0 => Framing::Close,
@@ -154,7 +174,7 @@ pub fn parse(
     };
     if interim && ctx.client_minor == 0 {
         // RFC 9110 §15.2: never send a 1xx response to an HTTP/1.0 client.
-        return Ok(head);
+        return Ok(Some(head));
     }
 
     out.extend(b"HTTP/1.1 ");
@@ -169,7 +189,7 @@ pub fn parse(
         .as_bytes(),
     );
     out.extend(b"\r\n");
-    let listing = connection_lists_fields(headers);
+    let listing = connection.lists_fields;
     for h in headers {
         let drop = is_hop_by_hop(h.name)
             || is_framing(h.name)
@@ -204,7 +224,7 @@ pub fn parse(
         }
     }
     out.extend(b"\r\n");
-    Ok(head)
+    Ok(Some(head))
 }
 
 /// Where the minor digit of an `HTTP/1.x` version with x from 2 to 9 sits in the status
@@ -235,7 +255,7 @@ fn switching(
         .as_bytes(),
     );
     out.extend(b"\r\n");
-    let listing = connection_lists_fields(headers);
+    let listing = ConnectionTokens::of(headers).lists_fields;
     for h in headers {
         let drop = is_hop_by_hop(h.name)
             || is_framing(h.name)

@@ -134,6 +134,11 @@ impl ResponseScan {
             .run(head, Kind::Response)
             .map_err(|_| ResponseError::Malformed)
     }
+
+    /// True before the first byte is checked.
+    pub fn is_fresh(&self) -> bool {
+        self.0.pos == 0
+    }
 }
 
 /// `HTTP/1.`: the part of HTTP-version before the minor digit that lbd speaks.
@@ -144,17 +149,39 @@ impl Scanner {
         let mut pos = self.pos;
         let mut state = self.state;
         let result = loop {
-            if state == State::Done {
+            if let State::Done = state {
                 break Ok(Some(pos));
             }
+            // The version arrives whole nearly always: matched in one comparison.
+            if let State::Version(0) = state {
+                if buf.get(pos..pos + VERSION.len()) == Some(&VERSION[..]) {
+                    pos += VERSION.len();
+                    state = State::Minor;
+                    continue;
+                }
+            }
+            // A field line that arrived whole (name, colon, value, CRLF) is taken in one
+            // pass; anything else goes byte by byte below from the line's start.
+            if let State::FieldStart = state {
+                let name_end = skip(buf, pos, TCHAR);
+                if name_end > pos && buf.get(name_end) == Some(&b':') {
+                    let value_end = skip(buf, name_end + 1, TEXT);
+                    if buf.get(value_end..value_end + 2) == Some(&b"\r\n"[..]) {
+                        pos = value_end + 2;
+                        continue;
+                    }
+                }
+            }
             // Long runs (target, names, values, reasons) are skipped a class at a time.
-            let run = match state {
-                State::Target => skip(buf, pos, is_target_byte),
-                State::Method | State::Name => skip(buf, pos, is_tchar),
-                State::Value | State::Reason => skip(buf, pos, is_text_byte),
+            let class = match state {
+                State::Target => TARGET,
+                State::Method | State::Name => TCHAR,
+                State::Value | State::Reason => TEXT,
                 _ => 0,
             };
-            pos += run;
+            if class != 0 {
+                pos = skip(buf, pos, class);
+            }
             let Some(&b) = buf.get(pos) else {
                 break Ok(None);
             };
@@ -170,19 +197,77 @@ impl Scanner {
     }
 }
 
-/// Bytes from `pos` on that are in `class`.
-fn skip(buf: &[u8], pos: usize, class: fn(u8) -> bool) -> usize {
-    buf[pos.min(buf.len())..]
-        .iter()
-        .position(|&b| !class(b))
-        .unwrap_or(buf.len().saturating_sub(pos))
+/// The first position from `pos` on whose byte is not in `class` (or the end of `buf`):
+/// one table load and test per byte, and field values eight bytes at a time.
+fn skip(buf: &[u8], mut pos: usize, class: u8) -> usize {
+    if class == TEXT {
+        while let Some(word) = buf.get(pos..pos + 8) {
+            let word = u64::from_le_bytes([
+                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+            ]);
+            if may_hold_control(word) {
+                break;
+            }
+            pos += 8;
+        }
+    }
+    match buf.get(pos..) {
+        Some(rest) => {
+            pos + rest
+                .iter()
+                .take_while(|&&b| CLASSES[usize::from(b)] & class != 0)
+                .count()
+        }
+        None => pos,
+    }
 }
+
+/// False only if none of the eight bytes is a control byte (below SP, or DEL): all are
+/// [`TEXT`]. True for a word with HTAB too (text, left to the byte loop).
+fn may_hold_control(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A byte below 0x20 (Bit Twiddling Hacks' `hasless(x, 0x20)`), or a byte equal to
+    // 0x7f (`haszero(x ^ 0x7f…)`): the borrows may flag bytes above one found, never
+    // when there is none.
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    let del = word ^ (ONES * 0x7f);
+    let is_del = del.wrapping_sub(ONES) & !del & HIGHS;
+    below_space | is_del != 0
+}
+
+/// Class bits of [`CLASSES`].
+const TCHAR: u8 = 1;
+const TARGET: u8 = 2;
+const TEXT: u8 = 4;
+
+/// Every byte's classes, so the long runs of a head cost one load per byte.
+static CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut class = 0;
+        if is_tchar(b) {
+            class |= TCHAR;
+        }
+        if is_target_byte(b) {
+            class |= TARGET;
+        }
+        if is_text_byte(b) {
+            class |= TEXT;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+};
 
 /// The state after byte `b` in `state`, or why `b` cannot be there.
 fn next(state: State, b: u8, kind: Kind) -> Result<State, Refusal> {
     use State::*;
     // A bare LF ends a line of a response head; in a request head it is refused.
-    let response = kind == Kind::Response;
+    let response = matches!(kind, Kind::Response);
     Ok(match state {
         Blank(n) => match b {
             b'\r' => BlankCr(n),
@@ -201,7 +286,7 @@ fn next(state: State, b: u8, kind: Kind) -> Result<State, Refusal> {
             _ => return Err("invalid method"),
         },
         TargetStart | Target => match b {
-            b' ' if state == Target => Version(0),
+            b' ' if matches!(state, Target) => Version(0),
             b'#' => return Err("fragment in the request target"),
             _ if is_target_byte(b) => Target,
             _ => return Err("invalid byte in the request target"),
@@ -244,7 +329,7 @@ fn next(state: State, b: u8, kind: Kind) -> Result<State, Refusal> {
             _ => return Err("invalid byte in the reason phrase"),
         },
         Cr | EndCr => match b {
-            b'\n' if state == EndCr => Done,
+            b'\n' if matches!(state, EndCr) => Done,
             b'\n' => FieldStart,
             _ => return Err("bare CR"),
         },
@@ -273,19 +358,22 @@ fn next(state: State, b: u8, kind: Kind) -> Result<State, Refusal> {
 }
 
 /// `tchar` (RFC 9110 §5.6.2): method and field-name bytes.
-fn is_tchar(b: u8) -> bool {
+const fn is_tchar(b: u8) -> bool {
     crate::grammar::is_token_byte(b)
 }
 
 /// Bytes of a request target: RFC 3986's unreserved, gen-delims except `#` (a fragment is
 /// never sent), sub-delims and `%` (percent-encoding is left as sent).
-fn is_target_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~:/?[]@!$&'()*+,;=%".contains(&b)
+const fn is_target_byte(b: u8) -> bool {
+    matches!(b,
+        b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
+        | b'-' | b'.' | b'_' | b'~' | b':' | b'/' | b'?' | b'[' | b']' | b'@' | b'!' | b'$'
+        | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b'%')
 }
 
 /// Field-value and reason-phrase bytes: HTAB, SP, VCHAR, obs-text (RFC 9110 §5.5).
-fn is_text_byte(b: u8) -> bool {
-    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+const fn is_text_byte(b: u8) -> bool {
+    matches!(b, b'\t' | b' '..=b'~' | 0x80..=0xff)
 }
 
 #[cfg(test)]
@@ -423,6 +511,20 @@ mod tests {
         ];
         for &row in table {
             refused_at(request, row);
+        }
+    }
+
+    #[test]
+    fn control_bytes_are_found_in_any_lane() {
+        for lane in 0..8 {
+            for b in 0u8..=255 {
+                let mut word = *b"abcdefgh";
+                word[lane] = b;
+                let found = may_hold_control(u64::from_le_bytes(word));
+                let control = b < 0x20 || b == 0x7f;
+                assert!(found || !control, "{b:#x} in lane {lane} missed");
+                assert!(!found || control, "{b:#x} in lane {lane} flagged");
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use crate::http::scan::ResponseScan;
 use crate::net::{Io, Peer};
 use crate::retry::Failure;
 use crate::session::{Conn, Env, Progress};
+use crate::upstream::UpstreamId;
 
 impl Exchange {
     /// Moves request body bytes from `client_in` to `upstream_out`.
@@ -171,38 +172,6 @@ impl Exchange {
                 _ => return Flow::Continue(progress),
             };
             let data = conn.upstream_in.data();
-            // Every byte is checked as it arrives: 502 as soon as the bytes can no longer
-            // become a valid head, not when upstream_response expires.
-            let end = match head.scan.check(data) {
-                Ok(end) => end,
-                Err(e) => {
-                    log::debug!("backend={} {e}", self.backend_name(env));
-                    return Flow::Break(self.end(Fault::BadResponse, conn, env));
-                }
-            };
-            let Some(end) = end else {
-                let received = head.received;
-                // The head limit is the request-side buffer size (16 KiB or head_bytes).
-                if data.len() >= env.bufs.size() {
-                    log::debug!("backend={} response head too large", self.backend_name(env));
-                    return Flow::Break(self.end(Fault::BadResponse, conn, env));
-                }
-                if env.upstreams.peer(up).is_eof() {
-                    if received > 0 {
-                        log::debug!(
-                            "backend={} closed before a complete head",
-                            self.backend_name(env)
-                        );
-                        return Flow::Break(self.end(Fault::BadResponse, conn, env));
-                    }
-                    let failure = Failure::BeforeResponse {
-                        reused: env.upstreams.is_reused(up),
-                        sent_any: self.sent > 0,
-                    };
-                    return Flow::Break(self.fail(failure, conn, env));
-                }
-                return Flow::Continue(progress);
-            };
             let ctx = ResponseContext {
                 head_request: self.req.method == Method::Head,
                 client_minor: self.req.minor,
@@ -213,7 +182,32 @@ impl Exchange {
                     && self.body.dec.is_done(),
                 upgrade: self.req.upgrade,
             };
-            match response::parse(&data[..end], &ctx, &mut conn.client_out) {
+            // A head that arrived whole is parsed at once (see `response::parse_whole`).
+            let whole = match head.scan.is_fresh() && data.starts_with(b"HTTP/1.") {
+                true => response::parse_whole(data, &ctx, &mut conn.client_out),
+                false => Ok(None),
+            };
+            let parsed = match whole {
+                Ok(Some(parsed)) => Ok(parsed),
+                Err(e) => Err(e),
+                Ok(None) => {
+                    // Every byte is checked as it arrives: 502 as soon as the bytes can no
+                    // longer become a valid head, not when upstream_response expires.
+                    let end = match head.scan.check(data) {
+                        Ok(end) => end,
+                        Err(e) => {
+                            log::debug!("backend={} {e}", self.backend_name(env));
+                            return Flow::Break(self.end(Fault::BadResponse, conn, env));
+                        }
+                    };
+                    let Some(end) = end else {
+                        let received = head.received;
+                        return self.await_more(progress, received, up, conn, env);
+                    };
+                    response::parse(&data[..end], &ctx, &mut conn.client_out)
+                }
+            };
+            match parsed {
                 Ok(parsed) => {
                     conn.upstream_in.advance(parsed.head_len);
                     *head = HeadWait {
@@ -263,6 +257,39 @@ impl Exchange {
             }
         }
         self.relay_body(progress, conn, env)
+    }
+
+    /// No whole response head yet: 502 if it can no longer fit or the upstream closed
+    /// midway; a failure before any response (retried as policy says) if it closed
+    /// before sending a byte; otherwise wait for more.
+    fn await_more(
+        &mut self,
+        progress: Progress,
+        received: usize,
+        up: UpstreamId,
+        conn: &mut Conn,
+        env: &mut Env,
+    ) -> Flow {
+        // The head limit is the request-side buffer size (16 KiB or head_bytes).
+        if conn.upstream_in.len() >= env.bufs.size() {
+            log::debug!("backend={} response head too large", self.backend_name(env));
+            return Flow::Break(self.end(Fault::BadResponse, conn, env));
+        }
+        if env.upstreams.peer(up).is_eof() {
+            if received > 0 {
+                log::debug!(
+                    "backend={} closed before a complete head",
+                    self.backend_name(env)
+                );
+                return Flow::Break(self.end(Fault::BadResponse, conn, env));
+            }
+            let failure = Failure::BeforeResponse {
+                reused: env.upstreams.is_reused(up),
+                sent_any: self.sent > 0,
+            };
+            return Flow::Break(self.fail(failure, conn, env));
+        }
+        Flow::Continue(progress)
     }
 
     /// Relays the response body from `upstream_in` into `client_out`.
