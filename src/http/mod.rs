@@ -146,6 +146,23 @@ fn write_header(out: &mut crate::buffer::Buffer, name: &[u8], value: &[u8]) {
     out.extend_all(&[name, b": ", value, b"\r\n"]);
 }
 
+/// Writes a kept field line of `input` as the sender wrote it (name, colon, optional
+/// whitespace, value: httparse refuses obs-fold, so nothing else lies between) and CRLF,
+/// in one copy; piecewise if the line is not one stretch of `input`.
+fn copy_field_line(out: &mut crate::buffer::Buffer, input: &[u8], h: &httparse::Header<'_>) {
+    let base = input.as_ptr() as usize;
+    let start = (h.name.as_ptr() as usize).wrapping_sub(base);
+    let end = (h.value.as_ptr() as usize)
+        .wrapping_sub(base)
+        .wrapping_add(h.value.len());
+    match input.get(start..end) {
+        Some(line) if !h.value.is_empty() && line.len() > h.name.len() => {
+            out.extend_all(&[line, b"\r\n"])
+        }
+        _ => write_header(out, h.name.as_bytes(), h.value),
+    }
+}
+
 /// Writes an IP address as `Display` does; IPv4, the common case, without the formatter.
 fn write_ip(out: &mut crate::buffer::Buffer, ip: std::net::IpAddr) {
     match ip {

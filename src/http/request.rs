@@ -6,8 +6,8 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
 use super::{
-    is_framing, is_hop_by_hop, list_items, listed_in_connection, name_is, parse_content_length,
-    trim, write_header, write_ip, write_u64, ConnectionTokens, Framing,
+    copy_field_line, is_framing, is_hop_by_hop, list_items, listed_in_connection, name_is,
+    parse_content_length, trim, write_header, write_ip, write_u64, ConnectionTokens, Framing,
 };
 use crate::bounds::MAX_HEADERS;
 use crate::buffer::Buffer;
@@ -259,7 +259,7 @@ pub fn parse(
             || (name_is(h.name, "expect") && minor == 0)
             || (listing && !name_is(h.name, "host") && listed_in_connection(headers, h.name));
         if !drop {
-            write_header(out, h.name.as_bytes(), h.value);
+            copy_field_line(out, input, h);
         }
     }
     if upgrade {
@@ -427,6 +427,20 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
+/// Bytes of a reg-name or IPv4 address in Host (RFC 3986 unreserved, sub-delims, `%`), as
+/// a table: one load per byte.
+static HOST_NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = matches!(i as u8, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.'
+            | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';'
+            | b'=' | b'%');
+        i += 1;
+    }
+    table
+};
+
 /// `uri-host [ ":" port ]` (RFC 3986): reg-name or IP-literal characters only, no
 /// userinfo, no whitespace, a numeric port that fits TCP's 16 bits (at most 65535).
 pub(crate) fn is_valid_host(host: &[u8]) -> bool {
@@ -449,12 +463,7 @@ pub(crate) fn is_valid_host(host: &[u8]) -> bool {
     } else {
         let colon = host.iter().position(|&b| b == b':').unwrap_or(host.len());
         let name = &host[..colon];
-        let ok = !name.is_empty()
-            && name.iter().all(|&b| {
-                matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.' | b'_' | b'~'
-                    | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
-                    | b'%')
-            });
+        let ok = !name.is_empty() && name.iter().all(|&b| HOST_NAME_BYTES[usize::from(b)]);
         if !ok {
             return false;
         }

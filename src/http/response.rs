@@ -2,8 +2,8 @@
 //! how lbd frames the body toward the client, and write lbd's own head for the client.
 
 use super::{
-    is_framing, is_hop_by_hop, listed_in_connection, name_is, parse_content_length, trim,
-    write_header, write_u64, ConnectionTokens, Framing,
+    copy_field_line, is_framing, is_hop_by_hop, listed_in_connection, name_is,
+    parse_content_length, trim, write_header, write_u64, ConnectionTokens, Framing,
 };
 use crate::buffer::Buffer;
 
@@ -195,7 +195,7 @@ pub fn parse_whole(
             || is_framing(h.name)
             || (listing && listed_in_connection(headers, h.name));
         if !drop {
-            write_header(out, h.name.as_bytes(), h.value);
+            copy_field_line(out, input, h);
         }
     }
     if !interim {
