@@ -291,8 +291,9 @@ fn status_page_lists_every_backend_without_script() {
     let (status, page) = admin(run.admin(), "GET", "/");
     assert_eq!(status, 200);
     for part in [
-        "<td>b0</td>",
-        "<td>b1</td>",
+        "<td>b0</td><td>default</td>",
+        "<td>b1</td><td>default</td>",
+        ">pool</th>",
         "<td>odd&amp;&#39;name</td>",
         &format!("<td>{}</td>", a.addr),
         "algorithm round_robin",
