@@ -167,12 +167,19 @@ fn copy_field_line(out: &mut crate::buffer::Buffer, input: &[u8], h: &httparse::
 fn write_ip(out: &mut crate::buffer::Buffer, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            write_u64(out, u64::from(a));
-            for octet in [b, c, d] {
-                out.extend(b".");
-                write_u64(out, u64::from(octet));
+            // Dotted decimal assembled from a table of the 256 octets, then one copy.
+            let mut text = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text[len] = b'.';
+                    len += 1;
+                }
+                let (digits, n) = OCTETS[usize::from(octet)];
+                text[len..len + 3].copy_from_slice(&digits);
+                len += usize::from(n);
             }
+            out.extend(&text[..len]);
         }
         std::net::IpAddr::V6(v6) => {
             use std::fmt::Write;
@@ -180,6 +187,22 @@ fn write_ip(out: &mut crate::buffer::Buffer, ip: std::net::IpAddr) {
         }
     }
 }
+
+/// Every octet in decimal: its digits (left-aligned) and how many there are.
+static OCTETS: [([u8; 3], u8); 256] = {
+    let mut table = [([0u8; 3], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let n = i as u8;
+        table[i] = match n {
+            100.. => ([b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10], 3),
+            10.. => ([b'0' + n / 10, b'0' + n % 10, 0], 2),
+            _ => ([b'0' + n, 0, 0], 1),
+        };
+        i += 1;
+    }
+    table
+};
 
 /// Writes a decimal number without allocating.
 fn write_u64(out: &mut crate::buffer::Buffer, mut n: u64) {
@@ -237,6 +260,27 @@ mod tests {
         ];
         for (value, want) in table {
             assert_eq!(parse_content_length(value), *want, "{:?}", value);
+        }
+    }
+
+    #[test]
+    fn ip_addresses_are_written_as_display_writes_them() {
+        let mut pool = crate::buffer::BufPool::new(64, 1);
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "1.22.203.4",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = crate::buffer::Buffer::default();
+            out.ensure(&mut pool);
+            write_ip(&mut out, ip);
+            assert_eq!(out.data(), ip.to_string().as_bytes());
+            out.release(&mut pool);
         }
     }
 

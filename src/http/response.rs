@@ -78,10 +78,8 @@ pub fn parse(
 }
 
 /// As [`parse`], for bytes that begin with `HTTP/1.` and were not scanned: `Ok(None)` if
-/// they do not yet hold the whole head (scan them then). For such bytes httparse refuses
-/// everything [`super::scan::ResponseScan`] refuses and finds the same end (the scan's
-/// property tests and the `response_head` fuzz target check it), so a head that arrived
-/// whole, nearly every head, is parsed once instead of scanned and then parsed.
+/// they do not yet hold the whole head ([`super::scan::ResponseScan::parse`] says when
+/// this is used).
 pub fn parse_whole(
     input: &[u8],
     ctx: &ResponseContext,

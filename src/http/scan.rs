@@ -12,7 +12,9 @@
 //! anything but a status line at the start of a response.
 
 use super::request::RequestError;
-use super::response::ResponseError;
+use super::response::{self, ResponseContext, ResponseError, ResponseHead};
+use crate::buffer::Buffer;
+use crate::grammar::{classes, TARGET, TEXT, TOKEN};
 
 /// Empty lines (CRLF) skipped before a request line; one more is a 400. RFC 9112 §2.2 asks
 /// a server to ignore at least one (clients once sent a CRLF after a POST body); a few
@@ -135,9 +137,28 @@ impl ResponseScan {
             .map_err(|_| ResponseError::Malformed)
     }
 
-    /// True before the first byte is checked.
-    pub fn is_fresh(&self) -> bool {
-        self.0.pos == 0
+    /// Checks the new bytes of a response head and parses the head once it is whole
+    /// (appending lbd's head for the client to `out`); `Ok(None)`: not whole yet.
+    ///
+    /// A head that arrived whole, nearly every head, is parsed at once instead of scanned
+    /// and then parsed: for bytes that begin with `HTTP/1.` httparse refuses everything
+    /// the scan refuses and finds the same end (the property tests here and the
+    /// `response_head` fuzz target check it). Otherwise the scan runs as for a request.
+    pub fn parse(
+        &mut self,
+        data: &[u8],
+        ctx: &ResponseContext,
+        out: &mut Buffer,
+    ) -> Result<Option<ResponseHead>, ResponseError> {
+        if self.0.pos == 0 && data.starts_with(VERSION) {
+            if let Some(head) = response::parse_whole(data, ctx, out)? {
+                return Ok(Some(head));
+            }
+        }
+        match self.check(data)? {
+            Some(end) => response::parse(&data[..end], ctx, out).map(Some),
+            None => Ok(None),
+        }
     }
 }
 
@@ -163,7 +184,7 @@ impl Scanner {
             // A field line that arrived whole (name, colon, value, CRLF) is taken in one
             // pass; anything else goes byte by byte below from the line's start.
             if let State::FieldStart = state {
-                let name_end = skip(buf, pos, TCHAR);
+                let name_end = skip(buf, pos, TOKEN);
                 if name_end > pos && buf.get(name_end) == Some(&b':') {
                     let value_end = skip(buf, name_end + 1, TEXT);
                     if buf.get(value_end..value_end + 2) == Some(&b"\r\n"[..]) {
@@ -175,7 +196,7 @@ impl Scanner {
             // Long runs (target, names, values, reasons) are skipped a class at a time.
             let class = match state {
                 State::Target => TARGET,
-                State::Method | State::Name => TCHAR,
+                State::Method | State::Name => TOKEN,
                 State::Value | State::Reason => TEXT,
                 _ => 0,
             };
@@ -215,7 +236,7 @@ fn skip(buf: &[u8], mut pos: usize, class: u8) -> usize {
         Some(rest) => {
             pos + rest
                 .iter()
-                .take_while(|&&b| CLASSES[usize::from(b)] & class != 0)
+                .take_while(|&&b| classes(b) & class != 0)
                 .count()
         }
         None => pos,
@@ -235,33 +256,6 @@ fn may_hold_control(word: u64) -> bool {
     let is_del = del.wrapping_sub(ONES) & !del & HIGHS;
     below_space | is_del != 0
 }
-
-/// Class bits of [`CLASSES`].
-const TCHAR: u8 = 1;
-const TARGET: u8 = 2;
-const TEXT: u8 = 4;
-
-/// Every byte's classes, so the long runs of a head cost one load per byte.
-static CLASSES: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        let mut class = 0;
-        if is_tchar(b) {
-            class |= TCHAR;
-        }
-        if is_target_byte(b) {
-            class |= TARGET;
-        }
-        if is_text_byte(b) {
-            class |= TEXT;
-        }
-        table[i] = class;
-        i += 1;
-    }
-    table
-};
 
 /// The state after byte `b` in `state`, or why `b` cannot be there.
 fn next(state: State, b: u8, kind: Kind) -> Result<State, Refusal> {
@@ -358,22 +352,18 @@ fn next(state: State, b: u8, kind: Kind) -> Result<State, Refusal> {
 }
 
 /// `tchar` (RFC 9110 §5.6.2): method and field-name bytes.
-const fn is_tchar(b: u8) -> bool {
-    crate::grammar::is_token_byte(b)
+fn is_tchar(b: u8) -> bool {
+    classes(b) & TOKEN != 0
 }
 
-/// Bytes of a request target: RFC 3986's unreserved, gen-delims except `#` (a fragment is
-/// never sent), sub-delims and `%` (percent-encoding is left as sent).
-const fn is_target_byte(b: u8) -> bool {
-    matches!(b,
-        b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
-        | b'-' | b'.' | b'_' | b'~' | b':' | b'/' | b'?' | b'[' | b']' | b'@' | b'!' | b'$'
-        | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b'%')
+/// Request-target bytes ([`crate::grammar::TARGET`]).
+fn is_target_byte(b: u8) -> bool {
+    classes(b) & TARGET != 0
 }
 
-/// Field-value and reason-phrase bytes: HTAB, SP, VCHAR, obs-text (RFC 9110 §5.5).
-const fn is_text_byte(b: u8) -> bool {
-    matches!(b, b'\t' | b' '..=b'~' | 0x80..=0xff)
+/// Field-value and reason-phrase bytes ([`crate::grammar::TEXT`]).
+fn is_text_byte(b: u8) -> bool {
+    classes(b) & TEXT != 0
 }
 
 #[cfg(test)]

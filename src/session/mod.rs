@@ -787,6 +787,7 @@ fn too_large(data: &[u8], head_bytes: usize) -> RequestError {
         RequestError::HeadersTooLarge
     }
 }
+
 #[cfg(test)]
 mod size {
     /// An idle keep-alive connection costs about its session (issue 14: at most 0.5 KiB

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::bounds::MAX_HEADERS;
 use crate::buffer::Buffer;
+use crate::grammar::{classes, HOST};
 use crate::hash::fnv1a;
 
 /// Request methods lbd distinguishes; everything else is `Other` and forwarded as is.
@@ -427,20 +428,6 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
-/// Bytes of a reg-name or IPv4 address in Host (RFC 3986 unreserved, sub-delims, `%`), as
-/// a table: one load per byte.
-static HOST_NAME_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        table[i] = matches!(i as u8, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.'
-            | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';'
-            | b'=' | b'%');
-        i += 1;
-    }
-    table
-};
-
 /// `uri-host [ ":" port ]` (RFC 3986): reg-name or IP-literal characters only, no
 /// userinfo, no whitespace, a numeric port that fits TCP's 16 bits (at most 65535).
 pub(crate) fn is_valid_host(host: &[u8]) -> bool {
@@ -463,7 +450,7 @@ pub(crate) fn is_valid_host(host: &[u8]) -> bool {
     } else {
         let colon = host.iter().position(|&b| b == b':').unwrap_or(host.len());
         let name = &host[..colon];
-        let ok = !name.is_empty() && name.iter().all(|&b| HOST_NAME_BYTES[usize::from(b)]);
+        let ok = !name.is_empty() && name.iter().all(|&b| classes(b) & HOST != 0);
         if !ok {
             return false;
         }

@@ -8,7 +8,7 @@ use crate::fault::Fault;
 use crate::http::body::{self, BodyError, Decoder, Encoder};
 use crate::http::chunked::ChunkedError;
 use crate::http::request::Method;
-use crate::http::response::{self, ResponseContext};
+use crate::http::response::ResponseContext;
 use crate::http::scan::ResponseScan;
 use crate::net::{Io, Peer};
 use crate::retry::Failure;
@@ -182,30 +182,15 @@ impl Exchange {
                     && self.body.dec.is_done(),
                 upgrade: self.req.upgrade,
             };
-            // A head that arrived whole is parsed at once (see `response::parse_whole`).
-            let whole = match head.scan.is_fresh() && data.starts_with(b"HTTP/1.") {
-                true => response::parse_whole(data, &ctx, &mut conn.client_out),
-                false => Ok(None),
-            };
-            let parsed = match whole {
+            // Every byte is checked as it arrives: 502 as soon as the bytes can no longer
+            // become a valid head, not when upstream_response expires.
+            let parsed = match head.scan.parse(data, &ctx, &mut conn.client_out) {
                 Ok(Some(parsed)) => Ok(parsed),
-                Err(e) => Err(e),
                 Ok(None) => {
-                    // Every byte is checked as it arrives: 502 as soon as the bytes can no
-                    // longer become a valid head, not when upstream_response expires.
-                    let end = match head.scan.check(data) {
-                        Ok(end) => end,
-                        Err(e) => {
-                            log::debug!("backend={} {e}", self.backend_name(env));
-                            return Flow::Break(self.end(Fault::BadResponse, conn, env));
-                        }
-                    };
-                    let Some(end) = end else {
-                        let received = head.received;
-                        return self.await_more(progress, received, up, conn, env);
-                    };
-                    response::parse(&data[..end], &ctx, &mut conn.client_out)
+                    let received = head.received;
+                    return self.await_more(progress, received, up, conn, env);
                 }
+                Err(e) => Err(e),
             };
             match parsed {
                 Ok(parsed) => {
