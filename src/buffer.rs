@@ -60,6 +60,12 @@ impl Buffer {
         }
     }
 
+    /// True when the storage is the size of `pool`'s buffers (taken from it, or from a
+    /// pool of the same size).
+    pub fn fits(&self, pool: &BufPool) -> bool {
+        self.storage.len() == pool.size
+    }
+
     /// Returns empty storage to `pool`; a buffer with pending bytes keeps it.
     pub fn release(&mut self, pool: &mut BufPool) {
         if self.is_empty() && !self.storage.is_empty() {
@@ -185,10 +191,9 @@ impl BufPool {
         self.spare.pop().unwrap_or_else(|| vec![0; self.size])
     }
 
-    fn give(&mut self, mut storage: Vec<u8>) {
-        if self.spare.len() < self.max_spare {
-            storage.resize(self.size, 0);
-            storage.truncate(self.size);
+    /// Keeps `storage` for reuse; storage of another size (from the other pool) is freed.
+    fn give(&mut self, storage: Vec<u8>) {
+        if storage.len() == self.size && self.spare.len() < self.max_spare {
             self.spare.push(storage);
         }
     }
@@ -218,5 +223,22 @@ mod tests {
         b.advance(10);
         b.reset_if_empty();
         assert_eq!(b.room(), 16);
+    }
+
+    #[test]
+    fn storage_goes_back_only_to_a_pool_of_its_size() {
+        let mut small = BufPool::new(8, 4);
+        let mut big = BufPool::new(32, 4);
+        let mut b = Buffer::default();
+        b.ensure(&mut big);
+        assert!(b.fits(&big) && !b.fits(&small));
+        // Given to the wrong pool, the storage is freed, not kept at the wrong size.
+        b.release(&mut small);
+        assert!(!b.is_allocated());
+        assert!(small.spare.is_empty());
+        b.ensure(&mut big);
+        b.release(&mut big);
+        assert_eq!(big.spare.len(), 1);
+        assert_eq!(big.take().len(), 32);
     }
 }

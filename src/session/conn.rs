@@ -224,12 +224,22 @@ impl Conn {
         (!self.client_out.is_empty() || self.wants_write()) && !self.edges.writable
     }
 
+    /// Gives `client_in`'s storage back, if it is empty, to the pool it came from: a
+    /// tunnel reads its client into big buffers (see `Session::read_client`).
+    pub fn release_client_in(&mut self, env: &mut Env) {
+        if self.client_in.fits(&env.big_bufs) {
+            self.client_in.release(&mut env.big_bufs);
+        } else {
+            self.client_in.release(&mut env.bufs);
+        }
+    }
+
     /// Drops pending bytes and returns all four buffers' storage to the pools.
     pub fn release_buffers(&mut self, env: &mut Env) {
-        for b in [&mut self.client_in, &mut self.upstream_out] {
-            b.clear();
-            b.release(&mut env.bufs);
-        }
+        self.client_in.clear();
+        self.release_client_in(env);
+        self.upstream_out.clear();
+        self.upstream_out.release(&mut env.bufs);
         for b in [&mut self.upstream_in, &mut self.client_out] {
             b.clear();
             b.release(&mut env.big_bufs);
