@@ -50,6 +50,27 @@ pub fn write(stream: &mut impl Write, buf: &[u8]) -> Io {
     }
 }
 
+/// A client socket whose write is the last before its `close` or `shutdown(Write)`.
+///
+/// It writes with `MSG_MORE`: a response shorter than a segment waits in the kernel's
+/// send queue, and the FIN that follows at once is tacked onto that unsent segment
+/// (Linux `tcp_send_fin`). A `Connection: close` answer then leaves as one packet, data
+/// and FIN, instead of two: one transmit, one receive and one wake-up less per closed
+/// connection (issue 14, connection churn). The close or shutdown must follow: without
+/// it the tail would wait (the session's `Flushing` phase guarantees it, deadline
+/// included).
+pub struct BeforeFin<'a>(pub &'a TcpStream);
+
+impl Write for BeforeFin<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        socket2::SockRef::from(self.0).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// True for accept errors that mean "out of resources" (descriptors, buffers, memory):
 /// accepting again at once would spin, so the worker pauses accepting instead.
 pub fn is_resource_exhaustion(e: &io::Error) -> bool {

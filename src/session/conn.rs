@@ -8,7 +8,7 @@ use mio::net::TcpStream;
 
 use super::Env;
 use crate::buffer::Buffer;
-use crate::net::{Edges, Io, Peer};
+use crate::net::{BeforeFin, Edges, Io, Peer};
 #[cfg(feature = "tls")]
 use crate::tls::TlsConn;
 
@@ -131,10 +131,13 @@ impl Conn {
         Ok(())
     }
 
-    /// Writes once from `client_out` (not empty) to the client.
-    pub fn write(&mut self) -> Io {
+    /// Writes once from `client_out` (not empty) to the client. `fin_follows`: the
+    /// connection closes (or shuts its write side) as soon as `client_out` is out, so a
+    /// plain socket lets the FIN share the last segment ([`BeforeFin`]).
+    pub fn write(&mut self, fin_follows: bool) -> Io {
         let data = self.client_out.data();
         let io = match &mut self.transport {
+            Transport::Plain if fin_follows => self.edges.write(&mut BeforeFin(&self.client), data),
             Transport::Plain => self.edges.write(&mut self.client, data),
             #[cfg(feature = "tls")]
             Transport::Tls(tls) => tls.write(&mut self.client, &mut self.edges, data),

@@ -717,7 +717,7 @@ impl Session {
             return Progress::Idle;
         }
         let io = if !conn.client_out.is_empty() {
-            conn.write()
+            conn.write(matches!(self.phase, Phase::Flushing { .. }))
         } else if conn.wants_write() {
             match conn.flush() {
                 // Transport bytes only (a handshake, an alert): no response bytes moved.
