@@ -1263,7 +1263,7 @@ def verdict(ok):
     return "**met**" if ok else "**not met**"
 
 
-def targets(summary, strace, callgrind):
+def targets(summary, strace, callgrind, strace_close=None):
     rows = []
     s = summary.get(("lbd", 1, "ka-c64"))
     if s:
@@ -1314,9 +1314,44 @@ def targets(summary, strace, callgrind):
                 verdict(a is not None and b is not None and a <= b),
             )
         )
+    rows += churn_targets(summary, strace_close or {}, callgrind)
     lines = ["| figure (medians of per-round ratios) | measured | |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
+
+
+def churn_targets(summary, strace_close, callgrind):
+    """Issue 14's goals: connection churn and keep-alive work."""
+    rows = []
+    s = summary.get(("lbd", 1, "close-c64"))
+    if s:
+        cpu = s["cpu_vs_nginx"]
+        rows.append(
+            (
+                "close-c64: lbd CPU µs/req ≤ 0.85 × nginx (1 thread)",
+                f"{fmt(cpu, '{:.2f}')} × (rounds {fmt_rounds(s['cpu_vs_nginx_rounds'])})",
+                verdict(cpu is not None and cpu <= 0.85),
+            )
+        )
+    if "lbd" in strace_close:
+        n = strace_close["lbd"]["per_request"]
+        rows.append(
+            (
+                "close-c64: syscalls per request ≤ 8.0",
+                f"lbd {n}" + (f", nginx {strace_close['nginx']['per_request']}" if "nginx" in strace_close else ""),
+                verdict(n is not None and n <= 8.0),
+            )
+        )
+    if "lbd" in callgrind:
+        n = callgrind["lbd"]["per_request"]
+        rows.append(
+            (
+                "user-space instructions per keep-alive request ≤ 10,000",
+                f"lbd {fmt(n, '{:,}')}",
+                verdict(n is not None and n <= 10_000),
+            )
+        )
+    return rows
 
 
 def rounds_table(summary, threads, kinds, scenarios=SCENARIOS):
@@ -1514,7 +1549,12 @@ def report(data, args):
         "",
         "### The issue's figures",
         "",
-        targets(summary, data.get("strace", {}), data.get("callgrind", {})),
+        targets(
+            summary,
+            data.get("strace", {}),
+            data.get("callgrind", {}),
+            data.get("strace_close", {}),
+        ),
         "",
         "### One worker: proxy and backends pinned to CPU 0, wrk to CPU 1",
         "",
