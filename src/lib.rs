@@ -36,7 +36,6 @@ mod bounds;
 mod cidr;
 mod control;
 #[cfg(feature = "dns")]
-#[allow(dead_code)] // wired in by DNS discovery (issue 13)
 mod dns;
 mod fault;
 mod grammar;

@@ -66,6 +66,19 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
             (labels, &**b)
         })
         .collect();
+    // Answers a pool gave without a backend (spec §12: which pool is failing); only
+    // pools that gave one, so a healthy configuration's exposition does not grow.
+    let pools: Vec<(String, &ResponseStats)> = snapshot
+        .pools
+        .iter()
+        .filter(|p| p.answered.total() > 0)
+        .map(|p| {
+            (
+                format!("backend=\"none\",pool=\"{}\"", label(&p.name)),
+                &*p.answered,
+            )
+        })
+        .collect();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
     header(
@@ -77,6 +90,9 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     for (name, b) in &backends {
         render_codes(&mut out, &b.responses, name);
     }
+    for (name, stats) in &pools {
+        render_codes(&mut out, stats, name);
+    }
     render_codes(&mut out, &shared.unrouted, UNROUTED);
 
     header(
@@ -87,6 +103,9 @@ pub fn render(snapshot: &Snapshot, shared: &Shared) -> String {
     );
     for (name, b) in &backends {
         render_histogram(&mut out, &b.responses, name);
+    }
+    for (name, stats) in &pools {
+        render_histogram(&mut out, stats, name);
     }
     render_histogram(&mut out, &shared.unrouted, UNROUTED);
 

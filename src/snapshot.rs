@@ -16,6 +16,7 @@ use crate::backend::Backend;
 use crate::balance::{Balancer, Kind};
 use crate::config::{Algorithm, BackendConfig, BalancerConfig, Config, HashKey, Health};
 use crate::route::RouteTable;
+use crate::stats::ResponseStats;
 
 /// The members of DNS services (spec §12), by `(host, port)`: the addresses the name
 /// resolved to last. A service with no entry (not resolved yet) has no member.
@@ -54,12 +55,15 @@ pub struct PoolView {
     pub hash_key: HashKey,
     /// The pool's health settings.
     pub health: Health,
+    /// Answers for requests routed here that no backend took (no member alive, none
+    /// resolved): `backend="none",pool=NAME` in metrics. Carried over by name on reload.
+    pub answered: Arc<ResponseStats>,
 }
 
 impl Snapshot {
     /// Builds the pools for `config` (generation 0), services with the `members` known.
     pub fn new(config: Config, members: &Members) -> Snapshot {
-        Snapshot::build(config, members, 0, |c, pool| {
+        Snapshot::build(config, members, 0, &[], |c, pool| {
             Arc::new(Backend::new(c, pool))
         })
     }
@@ -70,33 +74,40 @@ impl Snapshot {
     /// keeps the health verdict of its address; a new address (a new member too) starts
     /// alive and ramps up under slow start.
     pub fn reload(&self, config: Config, members: &Members, now: Instant) -> Snapshot {
-        Snapshot::build(config, members, self.generation + 1, |c, pool| {
-            let same = self.backends.iter().find(|b| {
-                b.name == c.name
-                    && b.address == c.address
-                    && b.weight == c.weight
-                    && b.send_proxy == c.send_proxy
-                    && b.pool == pool
-            });
-            if let Some(b) = same {
-                return Arc::clone(b);
-            }
-            let fresh = Backend::new(c, pool);
-            match self.backends.iter().find(|b| b.address == c.address) {
-                Some(old) => {
-                    fresh.set_alive(old.is_alive(), now);
-                    fresh.set_admin_state(old.admin_state());
+        Snapshot::build(
+            config,
+            members,
+            self.generation + 1,
+            &self.pools,
+            |c, pool| {
+                let same = self.backends.iter().find(|b| {
+                    b.name == c.name
+                        && b.address == c.address
+                        && b.weight == c.weight
+                        && b.send_proxy == c.send_proxy
+                        && b.pool == pool
+                });
+                if let Some(b) = same {
+                    return Arc::clone(b);
                 }
-                None => fresh.mark_new(now),
-            }
-            Arc::new(fresh)
-        })
+                let fresh = Backend::new(c, pool);
+                match self.backends.iter().find(|b| b.address == c.address) {
+                    Some(old) => {
+                        fresh.set_alive(old.is_alive(), now);
+                        fresh.set_admin_state(old.admin_state());
+                    }
+                    None => fresh.mark_new(now),
+                }
+                Arc::new(fresh)
+            },
+        )
     }
 
     fn build(
         config: Config,
         members: &Members,
         generation: u64,
+        previous: &[PoolView],
         mut backend: impl FnMut(&BackendConfig, &str) -> Arc<Backend>,
     ) -> Snapshot {
         let mut backends = Vec::new();
@@ -116,6 +127,11 @@ impl Snapshot {
                 range,
                 hash_key: pool.balancer.hash_key.clone(),
                 health: pool.health.clone(),
+                answered: previous
+                    .iter()
+                    .find(|p| p.name == pool.name)
+                    .map(|p| Arc::clone(&p.answered))
+                    .unwrap_or_default(),
             });
         }
         let routes = RouteTable::new(config.routes());
@@ -183,13 +199,20 @@ fn expand(c: &BackendConfig, members: &Members) -> Vec<BackendConfig> {
                 .iter()
                 .map(|&address| BackendConfig {
                     address,
-                    name: format!("{}@{address}", c.name),
+                    name: member_name(&c.name, address),
                     service: None,
                     ..c.clone()
                 })
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The name of the member at `addr` of the service whose backend is named `backend` (by
+/// default its address, `host:port`): `NAME@IP:PORT` (spec §12), for example
+/// `api-1.internal:8080@10.0.0.7:8080` or `api@[2001:db8::7]:8080`.
+fn member_name(backend: &str, addr: SocketAddr) -> String {
+    format!("{backend}@{addr}")
 }
 
 /// The balancer a pool's balancer keys ask for.

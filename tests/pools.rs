@@ -954,6 +954,8 @@ mod dns {
         for _ in 0..3 {
             assert_eq!(c.get("/").status, 503);
         }
+        let line = "lbd_requests_total{backend=\"none\",pool=\"svc\",code=\"503\"} 3";
+        assert!(run.metrics().contains(line), "the pool is named");
         dns.set(NAME, &records(&[5], 300));
         let t0 = Instant::now();
         assert!(wait_until(Duration::from_secs(2), || {

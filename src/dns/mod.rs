@@ -16,6 +16,7 @@ mod watch;
 mod wire;
 
 #[cfg(test)]
+#[allow(dead_code)] // shared with tests/util (`#[path]`): each side uses part of it
 mod testserver;
 
 use std::fmt;
@@ -157,13 +158,6 @@ impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
     }
-}
-
-/// The name of the member at `addr` of the service whose backend is named `backend` (by
-/// default its address, `host:port`): `NAME@IP:PORT` (spec §12), for example
-/// `api-1.internal:8080@10.0.0.7:8080` or `api@[2001:db8::7]:8080`.
-pub fn member_name(backend: &str, addr: SocketAddr) -> String {
-    format!("{backend}@{addr}")
 }
 
 /// A service's member set changed. Sent only on a change: never for a name that failed

@@ -270,6 +270,7 @@ impl Watches {
     }
 
     /// Every watch.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = &Watch> {
         self.list.iter()
     }

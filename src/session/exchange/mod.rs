@@ -479,7 +479,13 @@ impl Exchange {
             .map(|l| env.generations.backend(l));
         match backend {
             Some(b) => b.responses.record(status, duration),
-            None => env.shared.unrouted.record(status, duration),
+            None => {
+                let snapshot = env.snapshot();
+                match snapshot.pools.iter().find(|p| p.key == self.tries.pool_key) {
+                    Some(pool) => pool.answered.record(status, duration),
+                    None => env.shared.unrouted.record(status, duration),
+                }
+            }
         }
         if let (Some(log), Some(request)) = (env.access_log(), &self.access) {
             let (tls, sni) = conn.tls_info();
