@@ -80,8 +80,11 @@ impl Env {
 
     /// Puts a reloaded snapshot in force; exchanges in progress keep theirs.
     pub fn install(&mut self, snapshot: Arc<Snapshot>) {
-        self.upstreams
-            .install(snapshot.generation, snapshot.config.timeouts.upstream_idle);
+        self.upstreams.install(
+            snapshot.generation,
+            snapshot.config.timeouts.upstream_idle,
+            &snapshot.backends,
+        );
         self.generations.install(snapshot);
     }
 }

@@ -9,6 +9,7 @@
 
 mod pool;
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -389,11 +390,40 @@ impl Upstreams {
         self.timers.next_timeout(now)
     }
 
-    /// A reload: idle connections close (backend indexes change meaning); connections
-    /// in use finish their exchange and are closed after it.
-    pub fn install(&mut self, generation: u64, idle_timeout: Duration) {
-        self.close_idle(None);
+    /// A new snapshot (a reload, a DNS member change) whose backends are `backends`.
+    /// A connection to a backend it carried over (the same [`Backend`]: same name,
+    /// address, weight, `send_proxy` and pool) is renumbered to the backend's new index
+    /// and belongs to the new generation: idle ones stay pooled, busy ones may pool after
+    /// their exchange. Connections to other backends close now if idle, or after their
+    /// exchange. So a DNS change to one service costs no other backend its warm pool.
+    pub fn install(&mut self, generation: u64, idle_timeout: Duration, backends: &[Arc<Backend>]) {
+        let index: HashMap<*const Backend, usize> = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (Arc::as_ptr(b), i))
+            .collect();
+        let pooled = self.idle.take_all(None);
         self.generation = generation;
+        for (_, up) in self.conns.iter_mut() {
+            if let Some(&i) = index.get(&Arc::as_ptr(&up.backend)) {
+                up.index = i;
+                up.generation = generation;
+            }
+        }
+        for uid in pooled {
+            let up = &self.conns[uid];
+            if up.generation == generation && self.idle.put(up.index, uid) {
+                continue;
+            }
+            up.backend.add_idle(-1);
+            self.close(uid);
+        }
+        let stale: Vec<usize> = (self.bound.iter().copied())
+            .filter(|&u| self.conns[u].generation != generation)
+            .collect();
+        for uid in stale {
+            self.discard_idle(uid);
+        }
         if self.keep_idle.is_some() {
             self.keep_idle = Some(idle_timeout);
         }
@@ -573,9 +603,13 @@ mod tests {
     fn pool_refusals() {
         let mut rig = Rig::new();
         let (id, _server) = rig.connected();
-        rig.ups.install(1, Duration::from_secs(60));
+        rig.ups.install(1, Duration::from_secs(60), &[]);
         rig.ups.release(id, true, Instant::now());
-        assert_eq!(rig.backend.idle_connections(), 0, "older generation");
+        assert_eq!(
+            rig.backend.idle_connections(),
+            0,
+            "a backend the snapshot dropped"
+        );
 
         let (id, _server) = rig.connected();
         rig.backend
@@ -617,6 +651,47 @@ mod tests {
         rig.ups.expire(now + Duration::from_secs(60));
         assert_eq!(rig.backend.idle_connections(), 0);
         assert!(rig.ups.take_idle(0, 0, 1).is_none());
+    }
+
+    /// A new snapshot keeps the connections of the backends it carried over, under
+    /// their new index (idle and busy alike), and closes the idle ones of a backend it
+    /// dropped or replaced.
+    #[test]
+    fn a_new_snapshot_keeps_carried_over_backends_connections() {
+        let mut rig = Rig::new();
+        let (idle, _s1) = rig.connected();
+        rig.ups.release(idle, true, Instant::now());
+        let (busy, _s2) = rig.connected();
+        // The backend is carried over to index 1 behind a new one at index 0.
+        let config = BackendConfig {
+            address: rig.listener.local_addr().unwrap(),
+            host_port: String::new(),
+            weight: 1,
+            name: "o".into(),
+            send_proxy: None,
+            service: None,
+        };
+        let other = Arc::new(Backend::new(&config, "default"));
+        let carried = [Arc::clone(&other), Arc::clone(&rig.backend)];
+        rig.ups.install(1, Duration::from_secs(60), &carried);
+        assert_eq!(rig.backend.idle_connections(), 1, "still pooled");
+        assert!(
+            rig.ups.take_idle(1, 0, 9).is_none(),
+            "not under its old index"
+        );
+        let again = rig.ups.take_idle(1, 1, 9).expect("under its new index");
+        assert_eq!(again, idle);
+        rig.ups.release(again, true, Instant::now());
+        rig.ups.release(busy, true, Instant::now());
+        assert_eq!(
+            rig.backend.idle_connections(),
+            2,
+            "the busy one pools after"
+        );
+        // Replaced (a new Backend for the same address): its connections close.
+        rig.ups.install(2, Duration::from_secs(60), &[other]);
+        assert_eq!(rig.backend.idle_connections(), 0);
+        assert!(rig.ups.take_idle(2, 0, 9).is_none());
     }
 
     /// A connection to a `send_proxy` backend writes its PROXY header before the first
