@@ -172,8 +172,12 @@ impl Control {
     fn update_members(&self, update: crate::dns::DnsUpdate) {
         let mut members = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let key = (update.service.host.clone(), update.service.port);
-        members.insert(key, update.members);
         let old = self.snapshot();
+        if !Snapshot::services(&old.config).contains(&key) {
+            // Resolved before a reload removed the service: nothing uses it now.
+            return;
+        }
+        members.insert(key, update.members);
         let snapshot = Arc::new(old.reload(old.config.clone(), &members, Instant::now()));
         self.publish(&snapshot);
         log::info!(
@@ -237,12 +241,13 @@ impl Control {
     /// progress finish under the old one, no connection is dropped. Keys that need a
     /// restart (`server.listen`, `server.workers`, `[admin]`) keep their running values.
     pub fn apply(&self, config: Config) {
-        let members = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut members = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.snapshot();
         let config = config.keeping_restart_keys(&old.config);
         for warning in config.warnings() {
             log::warn!("config: {warning}");
         }
+        *members = Snapshot::carry_members(&members, &Snapshot::services(&config));
         let snapshot = Arc::new(old.reload(config, &members, Instant::now()));
         self.publish(&snapshot);
         #[cfg(feature = "dns")]

@@ -171,6 +171,30 @@ impl Snapshot {
         &self.pools[p]
     }
 
+    /// The members a reload keeps for its `services`: those of services still
+    /// configured; a service whose port is new takes the addresses its host resolved to
+    /// under another port (A and AAAA records carry no port), so it serves at once
+    /// instead of answering 503 until the resolver reports. Members of services no
+    /// longer configured are forgotten: re-added, such a service starts unresolved.
+    pub fn carry_members(members: &Members, services: &[(String, u16)]) -> Members {
+        services
+            .iter()
+            .filter_map(|(host, port)| {
+                let key = (host.clone(), *port);
+                let addrs = members.get(&key).cloned().or_else(|| {
+                    let (_, addrs) = members.iter().find(|((h, _), _)| h == host)?;
+                    Some(
+                        addrs
+                            .iter()
+                            .map(|a| SocketAddr::new(a.ip(), *port))
+                            .collect(),
+                    )
+                })?;
+                Some((key, addrs))
+            })
+            .collect()
+    }
+
     /// The DNS services (host, port) of the configuration, for the resolver.
     pub fn services(config: &Config) -> Vec<(String, u16)> {
         let mut out: Vec<(String, u16)> = config
@@ -339,6 +363,32 @@ impl Generations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_keeps_members_of_configured_services_only() {
+        let at = |last: u8, port: u16| SocketAddr::from(([10, 0, 0, last], port));
+        let members: Members = [
+            (("api".to_owned(), 80), vec![at(1, 80), at(2, 80)]),
+            (("gone".to_owned(), 80), vec![at(9, 80)]),
+        ]
+        .into_iter()
+        .collect();
+        let kept = Snapshot::carry_members(
+            &members,
+            &[("api".into(), 80), ("api".into(), 8080), ("new".into(), 80)],
+        );
+        assert_eq!(kept[&("api".to_owned(), 80)], vec![at(1, 80), at(2, 80)]);
+        assert_eq!(
+            kept[&("api".to_owned(), 8080)],
+            vec![at(1, 8080), at(2, 8080)],
+            "a new port of a resolved host"
+        );
+        assert_eq!(
+            kept.len(),
+            2,
+            "the removed service is forgotten, new is unresolved"
+        );
+    }
 
     fn config(ports: &[u16]) -> Config {
         let addrs: Vec<_> = ports
