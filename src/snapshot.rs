@@ -365,6 +365,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn member_names_bracket_ipv6() {
+        let v6: SocketAddr = "[2001:db8::7]:8080".parse().unwrap();
+        assert_eq!(
+            member_name("api.test:8080", v6),
+            "api.test:8080@[2001:db8::7]:8080"
+        );
+        let v4: SocketAddr = "10.0.0.7:8080".parse().unwrap();
+        assert_eq!(member_name("api", v4), "api@10.0.0.7:8080");
+    }
+
+    #[test]
     fn a_reload_keeps_members_of_configured_services_only() {
         let at = |last: u8, port: u16| SocketAddr::from(([10, 0, 0, last], port));
         let members: Members = [

@@ -421,3 +421,32 @@ fn many_concurrent_clients() {
     );
     assert_eq!(backends[0].request_count(), 400);
 }
+
+/// A `Connection: close` answer reaches the client even when the client sent more bytes
+/// after its request, bytes lbd never reads: closing with unread input makes the kernel
+/// reset the connection, so the answer (whose last segment waits for the FIN) must have
+/// left before the close.
+#[test]
+fn a_closing_answer_survives_unread_client_bytes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let backend = TestBackend::start(move |_| {
+        wait_until(IO_TIMEOUT, || gate.load(Ordering::SeqCst));
+        Reply::text("posted")
+    });
+    let server = start(config(&[backend.addr]));
+    for _ in 0..5 {
+        release.store(false, Ordering::SeqCst);
+        let count = backend.request_count();
+        let mut c = Client::connect(server.local_addr());
+        c.send(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi");
+        assert!(wait_until(IO_TIMEOUT, || backend.request_count() > count));
+        // After the request lbd has read: on loopback these bytes are in lbd's receive
+        // queue when `send` returns.
+        c.send(b"GET /y HTTP/1.1\r\nHost: t\r\n\r\n");
+        release.store(true, Ordering::SeqCst);
+        let r = c.try_response(false).expect("the answer, not a reset");
+        assert_eq!((r.status, r.text()), (200, "posted".to_owned()));
+    }
+}

@@ -121,6 +121,13 @@ fn check_pool_name(key: &str, name: &str) -> Result<(), ConfigError> {
             &format!("{name:?} may contain only letters, digits, '_', '.' and '-'"),
         );
     }
+    if name == "none" {
+        // Metrics label answers made before any pool was chosen `pool="none"`.
+        return err(
+            key,
+            "\"none\" is reserved (the metrics' pool label for unrouted answers)",
+        );
+    }
     Ok(())
 }
 
@@ -493,6 +500,10 @@ resolver = "127.0.0.53:53"
             ),
             (
                 format!("{BASE}{one}[[pool]]\nname = \"default\"\n"),
+                "pool[0].name",
+            ),
+            (
+                format!("{BASE}{one}[[pool]]\nname = \"none\"\n"),
                 "pool[0].name",
             ),
             (

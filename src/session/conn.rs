@@ -230,10 +230,10 @@ impl Conn {
     /// Gives `client_in`'s storage back, if it is empty, to the pool it came from: a
     /// tunnel reads its client into big buffers (see `Session::read_client`).
     pub fn release_client_in(&mut self, env: &mut Env) {
-        if self.client_in.fits(&env.big_bufs) {
-            self.client_in.release(&mut env.big_bufs);
-        } else {
+        if self.client_in.fits(&env.bufs) {
             self.client_in.release(&mut env.bufs);
+        } else {
+            self.client_in.release(&mut env.big_bufs);
         }
     }
 

@@ -84,6 +84,7 @@ impl Env {
             snapshot.generation,
             snapshot.config.timeouts.upstream_idle,
             &snapshot.backends,
+            self.now,
         );
         self.generations.install(snapshot);
     }

@@ -346,6 +346,13 @@ impl Session {
                     }
                 }
                 if *ending == Ending::Close {
+                    // The last write held its tail for the FIN (`BeforeFin`). Shut the
+                    // write side first: that sends tail and FIN now, before a close that
+                    // finds unread input (pipelined bytes that arrived since) resets the
+                    // connection and would discard a tail still queued.
+                    if matches!(conn.transport, Transport::Plain) && conn.peer != Peer::Broken {
+                        let _ = conn.client.shutdown(Shutdown::Write);
+                    }
                     self.phase = Phase::Done;
                     return Progress::Moved;
                 }

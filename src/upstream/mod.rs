@@ -63,7 +63,9 @@ struct Upstream {
     backend: Arc<Backend>,
     /// The backend's index in snapshot `generation`.
     index: usize,
-    /// The snapshot generation it was opened under; only the owner's current one pools.
+    /// The snapshot generation `index` belongs to: the one it was opened under, or a later
+    /// one that carried its backend over ([`Upstreams::install`]); only the owner's
+    /// current one pools.
     generation: u64,
     edges: Edges,
     link: Link,
@@ -396,7 +398,14 @@ impl Upstreams {
     /// and belongs to the new generation: idle ones stay pooled, busy ones may pool after
     /// their exchange. Connections to other backends close now if idle, or after their
     /// exchange. So a DNS change to one service costs no other backend its warm pool.
-    pub fn install(&mut self, generation: u64, idle_timeout: Duration, backends: &[Arc<Backend>]) {
+    /// A carried-over connection idles no longer than the new `upstream_idle` from `now`.
+    pub fn install(
+        &mut self,
+        generation: u64,
+        idle_timeout: Duration,
+        backends: &[Arc<Backend>],
+        now: Instant,
+    ) {
         let index: HashMap<*const Backend, usize> = backends
             .iter()
             .enumerate()
@@ -410,22 +419,53 @@ impl Upstreams {
                 up.generation = generation;
             }
         }
+        let latest = now + idle_timeout;
         for uid in pooled {
-            let up = &self.conns[uid];
-            if up.generation == generation && self.idle.put(up.index, uid) {
+            let up = &mut self.conns[uid];
+            if up.generation == generation
+                && up.backend.is_eligible()
+                && self.idle.put(up.index, uid)
+            {
+                if let Link::Idle { until, .. } = &mut up.link {
+                    *until = (*until).min(latest);
+                    self.timers.arm(uid, *until, &mut up.armed);
+                }
                 continue;
             }
             up.backend.add_idle(-1);
             self.close(uid);
         }
         let stale: Vec<usize> = (self.bound.iter().copied())
-            .filter(|&u| self.conns[u].generation != generation)
+            .filter(|&u| {
+                let up = &self.conns[u];
+                up.generation != generation || !up.backend.is_eligible()
+            })
             .collect();
         for uid in stale {
             self.discard_idle(uid);
         }
+        for &uid in &self.bound {
+            let up = &mut self.conns[uid];
+            if let Link::Idle { until, .. } = &mut up.link {
+                *until = (*until).min(latest);
+                self.timers.arm(uid, *until, &mut up.armed);
+            }
+        }
         if self.keep_idle.is_some() {
             self.keep_idle = Some(idle_timeout);
+        }
+    }
+
+    /// Closes the idle connections of every backend that may not be picked now (down,
+    /// draining, disabled). For a status change reported against an older snapshot: the
+    /// index it names no longer counts, but the backend may have been carried over.
+    pub fn close_ineligible(&mut self) {
+        let ineligible: Vec<usize> = (self.conns.iter())
+            .filter(|(_, up)| matches!(up.link, Link::Idle { .. }) && !up.backend.is_eligible())
+            .map(|(uid, _)| uid)
+            .collect();
+        for uid in ineligible {
+            self.discard_idle(uid);
         }
     }
 
@@ -542,9 +582,14 @@ mod tests {
 
         /// A connected, busy connection for session 7, and the backend's end of it.
         fn connected(&mut self) -> (UpstreamId, std::net::TcpStream) {
+            self.connected_in(0)
+        }
+
+        /// The same, opened under snapshot `generation` (backend index 0).
+        fn connected_in(&mut self, generation: u64) -> (UpstreamId, std::net::TcpStream) {
             let id = self
                 .ups
-                .connect(&self.backend, 0, 0, 7, self.preface)
+                .connect(&self.backend, generation, 0, 7, self.preface)
                 .unwrap();
             let (server, _) = self.listener.accept().unwrap();
             for _ in 0..50 {
@@ -603,7 +648,8 @@ mod tests {
     fn pool_refusals() {
         let mut rig = Rig::new();
         let (id, _server) = rig.connected();
-        rig.ups.install(1, Duration::from_secs(60), &[]);
+        rig.ups
+            .install(1, Duration::from_secs(60), &[], Instant::now());
         rig.ups.release(id, true, Instant::now());
         assert_eq!(
             rig.backend.idle_connections(),
@@ -673,7 +719,8 @@ mod tests {
         };
         let other = Arc::new(Backend::new(&config, "default"));
         let carried = [Arc::clone(&other), Arc::clone(&rig.backend)];
-        rig.ups.install(1, Duration::from_secs(60), &carried);
+        rig.ups
+            .install(1, Duration::from_secs(60), &carried, Instant::now());
         assert_eq!(rig.backend.idle_connections(), 1, "still pooled");
         assert!(
             rig.ups.take_idle(1, 0, 9).is_none(),
@@ -689,9 +736,47 @@ mod tests {
             "the busy one pools after"
         );
         // Replaced (a new Backend for the same address): its connections close.
-        rig.ups.install(2, Duration::from_secs(60), &[other]);
+        rig.ups
+            .install(2, Duration::from_secs(60), &[other], Instant::now());
         assert_eq!(rig.backend.idle_connections(), 0);
         assert!(rig.ups.take_idle(2, 0, 9).is_none());
+    }
+
+    /// Carried over, an idle connection takes a shorter `upstream_idle` at once; one to
+    /// a backend that may not be picked is closed by the new snapshot, and by
+    /// `close_ineligible` (a status change reported against an older snapshot).
+    #[test]
+    fn a_new_snapshot_applies_idle_limit_and_eligibility() {
+        let mut rig = Rig::new();
+        let (id, _server) = rig.connected();
+        let now = Instant::now();
+        rig.ups.release(id, true, now);
+        let carried = [Arc::clone(&rig.backend)];
+        rig.ups.install(1, Duration::from_secs(5), &carried, now);
+        assert_eq!(rig.ups.next_timeout(now), Some(Duration::from_secs(5)));
+        rig.ups.expire(now + Duration::from_secs(5));
+        assert_eq!(rig.backend.idle_connections(), 0, "closed at the new limit");
+
+        let (id, _server) = rig.connected_in(1);
+        rig.ups.release(id, true, now);
+        assert_eq!(rig.backend.idle_connections(), 1);
+        rig.backend
+            .set_admin_state(crate::backend::AdminState::Draining);
+        rig.ups.close_ineligible();
+        assert_eq!(rig.backend.idle_connections(), 0, "close_ineligible");
+        rig.backend
+            .set_admin_state(crate::backend::AdminState::Enabled);
+
+        let (id, _server) = rig.connected_in(1);
+        rig.ups.release(id, true, now);
+        rig.backend
+            .set_admin_state(crate::backend::AdminState::Disabled);
+        rig.ups.install(2, Duration::from_secs(60), &carried, now);
+        assert_eq!(
+            rig.backend.idle_connections(),
+            0,
+            "not carried while ineligible"
+        );
     }
 
     /// A connection to a `send_proxy` backend writes its PROXY header before the first

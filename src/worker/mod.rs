@@ -371,8 +371,13 @@ impl Worker {
                     index,
                     eligible,
                 } => {
-                    if !eligible && generation == self.env.snapshot().generation {
-                        self.env.upstreams.close_idle(Some(index));
+                    let current = generation == self.env.snapshot().generation;
+                    match (eligible, current) {
+                        (true, _) => {}
+                        (false, true) => self.env.upstreams.close_idle(Some(index)),
+                        // Reported against an older snapshot: the newer one may have
+                        // carried the backend (and its idle connections) over.
+                        (false, false) => self.env.upstreams.close_ineligible(),
                     }
                 }
             }
