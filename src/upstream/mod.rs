@@ -426,10 +426,7 @@ impl Upstreams {
                 && up.backend.is_eligible()
                 && self.idle.put(up.index, uid)
             {
-                if let Link::Idle { until, .. } = &mut up.link {
-                    *until = (*until).min(latest);
-                    self.timers.arm(uid, *until, &mut up.armed);
-                }
+                self.idle_until_at_most(uid, latest);
                 continue;
             }
             up.backend.add_idle(-1);
@@ -444,15 +441,20 @@ impl Upstreams {
         for uid in stale {
             self.discard_idle(uid);
         }
-        for &uid in &self.bound {
-            let up = &mut self.conns[uid];
-            if let Link::Idle { until, .. } = &mut up.link {
-                *until = (*until).min(latest);
-                self.timers.arm(uid, *until, &mut up.armed);
-            }
+        for uid in self.bound.clone() {
+            self.idle_until_at_most(uid, latest);
         }
         if self.keep_idle.is_some() {
             self.keep_idle = Some(idle_timeout);
+        }
+    }
+
+    /// Brings an idle connection's deadline forward to `latest` if it is later.
+    fn idle_until_at_most(&mut self, uid: usize, latest: Instant) {
+        let up = &mut self.conns[uid];
+        if let Link::Idle { until, .. } = &mut up.link {
+            *until = (*until).min(latest);
+            self.timers.arm(uid, *until, &mut up.armed);
         }
     }
 
