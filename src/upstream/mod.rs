@@ -534,20 +534,28 @@ mod tests {
         preface: Option<HeaderBytes>,
     }
 
+    /// A backend named `name` at `listener`'s address, in the default pool.
+    fn backend(
+        listener: &TcpListener,
+        name: &str,
+        send_proxy: Option<crate::config::ProxyVersion>,
+    ) -> Arc<Backend> {
+        let address = listener.local_addr().unwrap();
+        let config = BackendConfig {
+            address,
+            host_port: address.to_string(),
+            weight: 1,
+            name: name.into(),
+            send_proxy,
+            service: None,
+        };
+        Arc::new(Backend::new(&config, "default"))
+    }
+
     impl Rig {
         fn new() -> Rig {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let backend = Arc::new(Backend::new(
-                &BackendConfig {
-                    address: listener.local_addr().unwrap(),
-                    host_port: String::new(),
-                    weight: 1,
-                    name: "b".into(),
-                    send_proxy: None,
-                    service: None,
-                },
-                "default",
-            ));
+            let backend = backend(&listener, "b", None);
             let poll = Poll::new().unwrap();
             let ups = Upstreams::new(
                 poll.registry().try_clone().unwrap(),
@@ -711,15 +719,7 @@ mod tests {
         rig.ups.release(idle, true, Instant::now());
         let (busy, _s2) = rig.connected();
         // The backend is carried over to index 1 behind a new one at index 0.
-        let config = BackendConfig {
-            address: rig.listener.local_addr().unwrap(),
-            host_port: String::new(),
-            weight: 1,
-            name: "o".into(),
-            send_proxy: None,
-            service: None,
-        };
-        let other = Arc::new(Backend::new(&config, "default"));
+        let other = backend(&rig.listener, "o", None);
         let carried = [Arc::clone(&other), Arc::clone(&rig.backend)];
         rig.ups
             .install(1, Duration::from_secs(60), &carried, Instant::now());
@@ -788,16 +788,7 @@ mod tests {
     fn proxy_preface_and_session_bound_idling() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut rig = Rig::new();
-        let mut config = BackendConfig {
-            address: listener.local_addr().unwrap(),
-            host_port: String::new(),
-            weight: 1,
-            name: "p".into(),
-            send_proxy: Some(crate::config::ProxyVersion::V1),
-            service: None,
-        };
-        config.host_port = config.address.to_string();
-        rig.backend = Arc::new(Backend::new(&config, "default"));
+        rig.backend = backend(&listener, "p", Some(crate::config::ProxyVersion::V1));
         rig.listener = listener;
         let header = crate::proxy_protocol::write_v1(
             "10.1.2.3:4567".parse().unwrap(),
